@@ -1,0 +1,1 @@
+"""Analysis of tritonload run directories: pure metrics, comparisons and reports."""

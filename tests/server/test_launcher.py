@@ -1,0 +1,104 @@
+"""Starting and stopping the embedded server: clean exits and one-line failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import free_ports
+from tritonload.errors import ServerError
+from tritonload.server import EmbeddedTriton, ModelSpec, Ports, TensorSpec
+
+pytestmark = pytest.mark.integration
+TINY = ModelSpec(name="tiny", function="recommender",
+                 inputs=(TensorSpec("user_features", "FP32", (64,)),
+                         TensorSpec("item_features", "FP32", (64,))),
+                 outputs=(TensorSpec("score", "FP32", (1,)),), max_batch_size=8)
+
+
+def _descendants(pid: int) -> list[int]:
+    return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+
+
+def _gone(pids: list[int], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_stop_leaves_no_child_processes():
+    server = EmbeddedTriton(models=[TINY, TINY.nobatch_twin()], ports=Ports(*free_ports()))
+    server.start()
+    pids = [server.pid, *_descendants(server.pid)]
+    assert len(pids) == 3  # tritonserver + one stub per model
+    server.stop()
+    assert _gone(pids)
+    server.stop()  # idempotent
+
+
+def test_busy_port_is_one_clear_error():
+    ports = Ports(*free_ports())
+    with EmbeddedTriton(models=[TINY], ports=ports):
+        with pytest.raises(ServerError, match=f"port {ports.http} \\(http\\).*busy"):
+            EmbeddedTriton(models=[TINY], ports=ports).start()
+
+
+def test_failed_model_load_is_reported():
+    broken = ModelSpec(name="broken", function="no_such_function", inputs=TINY.inputs,
+                       outputs=TINY.outputs, max_batch_size=8)
+    with pytest.raises(ServerError, match="model .broken. failed to load: Internal: KeyError: .no_such_function."):
+        EmbeddedTriton(models=[broken], ports=Ports(*free_ports())).start()
+
+
+def test_readiness_timeout_is_reported_and_cleans_up():
+    server = EmbeddedTriton(models=[TINY], ports=Ports(*free_ports()), ready_timeout_s=0.2)
+    with pytest.raises(ServerError, match="not ready after"):
+        server.start()
+    assert not server.running()
+
+
+def _serve(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tritonload.cli", "serve", "--models", "recommender", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_command_stops_cleanly_on_signal(sig):
+    http, grpc, metrics = free_ports()
+    proc = _serve("--http-port", str(http), "--grpc-port", str(grpc),
+                  "--metrics-port", str(metrics))
+    deadline = time.monotonic() + 90
+    server_pid = None
+    while time.monotonic() < deadline and server_pid is None:
+        kids = [p for p in psutil.Process(proc.pid).children() if p.name() == "tritonserver"]
+        if kids and len(kids[0].children()) == 2:  # two recommender instances loaded
+            server_pid = kids[0].pid
+        time.sleep(0.2)
+    assert server_pid, "server did not come up"
+    pids = [server_pid, *_descendants(server_pid)]
+    time.sleep(1.0)
+    os.kill(proc.pid, sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Triton ready" in out and "recommender" in out
+    assert _gone(pids)
+
+
+def test_serve_command_unknown_model_is_one_line():
+    proc = _serve("--set", "nope.instances=2")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err.strip().splitlines() == ["tritonload: error: unknown model 'nope'; known models: "
+                                        + err.split("known models: ")[1].strip()]
+    assert "Traceback" not in err

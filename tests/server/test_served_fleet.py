@@ -1,0 +1,102 @@
+"""The demo fleet as served by the real embedded Triton: configs, inference, statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from gevent.pool import Pool
+
+from tritonload.admin import TritonAdmin
+from tritonload.payloads import ModelInfo, generate_payload
+from tritonload.probe import build_inputs
+from tritonload.server.fleet import DEMO_SHAPES, demo_fleet
+from tritonload.server.model_code.demo_functions import FUNCTIONS
+
+pytestmark = pytest.mark.integration
+FLEET = {m.name: m for m in demo_fleet()}
+# The wide ranker's 29 MB answers are checked once, over HTTP, to keep the suite quick.
+CHECKED = [(n, p) for n in FLEET for p in ("grpc", "http")
+           if not (n.startswith("wide_ranker") and p == "grpc")]
+
+
+@pytest.fixture(scope="module")
+def admin(target):
+    with TritonAdmin(target) as client:
+        yield client
+
+
+@pytest.mark.parametrize("name", sorted(FLEET))
+def test_served_config_matches_spec(admin, name):
+    spec = FLEET[name]
+    config = admin.config(name)
+    assert config["max_batch_size"] == spec.max_batch_size
+    assert sum(int(g["count"]) for g in config["instance_group"]) == spec.instances
+    batching = config.get("dynamic_batching")
+    if spec.dynamic_batching:
+        assert int(batching["max_queue_delay_microseconds"]) == spec.max_queue_delay_us
+        if spec.preferred_batch_sizes:  # Triton fills in its own default otherwise
+            assert [int(b) for b in batching["preferred_batch_size"]] == list(
+                spec.preferred_batch_sizes)
+    else:
+        assert not batching, f"{name} must not batch"
+    meta = admin.metadata(name)
+    assert [t["name"] for t in meta["inputs"]] == [t.name for t in spec.inputs]
+    assert [t["datatype"] for t in meta["outputs"]] == [t.datatype for t in spec.outputs]
+
+
+def test_text_classifier_contract(admin):
+    meta = admin.metadata("text_classifier")
+    assert {(t["name"], t["datatype"], tuple(t["shape"])) for t in meta["inputs"]} == {
+        ("input_ids", "INT64", (-1, -1)), ("attention_mask", "INT64", (-1, -1))}
+    assert [(t["name"], t["datatype"], t["shape"]) for t in meta["outputs"]] == [
+        ("logits", "FP32", [-1, 10])]
+
+
+def _client(target, protocol):
+    module = grpcclient if protocol == "grpc" else httpclient
+    return module, module.InferenceServerClient(target.url(protocol))
+
+
+@pytest.mark.parametrize("name, protocol", CHECKED)
+def test_outputs_match_the_deterministic_function(admin, target, name, protocol):
+    info = ModelInfo.from_served(admin.metadata(name), admin.config(name))
+    payload = generate_payload(info, DEMO_SHAPES.get(name), count=2, seed=7)
+    module, client = _client(target, protocol)
+    try:
+        for entry in payload.entries:
+            result = client.infer(name, build_inputs(module, entry))
+            expected = FUNCTIONS[FLEET[name].function](dict(entry))
+            for output, want in expected.items():
+                np.testing.assert_allclose(result.as_numpy(output), want, rtol=1e-5)
+    finally:
+        client.close()
+
+
+def _batch_histogram(admin, name):
+    (stats,) = admin.statistics(name)
+    return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats["batch_stats"]}
+
+
+@pytest.mark.parametrize("name", ["recommender", "text_classifier"])
+def test_dynamic_batching_forms_batches_and_twin_does_not(admin, target, name):
+    info = ModelInfo.from_served(admin.metadata(name), admin.config(name))
+    entry = generate_payload(info, DEMO_SHAPES.get(name), count=1).entries[0]
+    module = httpclient
+    clients = [module.InferenceServerClient(target.url("http")) for _ in range(16)]
+    try:
+        for model in (name, name + "_nobatch"):
+            before = _batch_histogram(admin, model)
+            Pool(16).map(lambda c: [c.infer(model, build_inputs(module, entry)) for _ in range(6)],
+                         clients)
+            after = _batch_histogram(admin, model)
+            delta = {b: after[b] - before.get(b, 0) for b in after if after[b] != before.get(b, 0)}
+            assert sum(b * n for b, n in delta.items()) == 16 * 6
+            if model.endswith("_nobatch"):
+                assert set(delta) == {1}, delta
+            else:
+                assert max(delta) > 1, f"no batch larger than 1 for {model}: {delta}"
+    finally:
+        for c in clients:
+            c.close()

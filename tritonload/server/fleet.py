@@ -1,0 +1,269 @@
+"""The demo model fleet: specs, overrides, and their rendering as Triton ``config.pbtxt``.
+
+The fleet mirrors a multi-model production deployment (NLP + CV + recommender + a ranker with
+a huge output). Every batching model has a ``<name>_nobatch`` twin with the same tensors and
+no dynamic batching, so that one run can compare batching on vs off.
+
+Cost model (see docs/ARCHITECTURE.md): one *execution* of a model (one batch) sleeps
+``cost_base_us + cost_per_item_us * batch_size``. Sleeping releases the CPU the way a GPU
+kernel does, and because the base cost is shared by the whole batch, dynamic batching really
+raises throughput.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from tritonload.errors import UsageError
+from tritonload.server.model_code.demo_functions import RANKER_ITEMS, WIDE_RANKER_ROWS
+
+NOBATCH_SUFFIX = "_nobatch"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output tensor: name, Triton datatype, dims without the batch dim."""
+
+    name: str
+    datatype: str  # Triton's short name: FP32, INT64, BYTES, ...
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A demo model: its tensors, batching settings and simulated accelerator cost."""
+
+    name: str
+    function: str  # which deterministic function model.py computes
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int
+    dynamic_batching: bool = True
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_delay_us: int = 0
+    instances: int = 1
+    cost_base_us: int = 1000
+    cost_per_item_us: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 0:
+            raise UsageError(f"{self.name}: max_batch_size must be >= 0")
+        if self.instances < 1:
+            raise UsageError(f"{self.name}: instances must be >= 1, got {self.instances}")
+        if self.max_queue_delay_us < 0:
+            raise UsageError(f"{self.name}: max_queue_delay_us must be >= 0")
+        if self.cost_base_us < 0 or self.cost_per_item_us < 0:
+            raise UsageError(f"{self.name}: costs must be >= 0 µs")
+        bad = [b for b in self.preferred_batch_sizes if not 0 < b <= self.max_batch_size]
+        if bad:
+            raise UsageError(
+                f"{self.name}: preferred batch sizes {bad} not within 1..{self.max_batch_size}"
+            )
+
+    def nobatch_twin(self) -> ModelSpec:
+        """The same model with dynamic batching off."""
+        return dataclasses.replace(
+            self,
+            name=self.name + NOBATCH_SUFFIX,
+            dynamic_batching=False,
+            preferred_batch_sizes=(),
+            max_queue_delay_us=0,
+        )
+
+
+def _t(name: str, datatype: str, *dims: int) -> TensorSpec:
+    return TensorSpec(name, datatype, tuple(dims))
+
+
+BASE_FLEET: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name="text_classifier",
+        function="text_classifier",
+        inputs=(_t("input_ids", "INT64", -1), _t("attention_mask", "INT64", -1)),
+        outputs=(_t("logits", "FP32", 10),),
+        max_batch_size=32,
+        preferred_batch_sizes=(4, 8, 16, 32),
+        max_queue_delay_us=5000,
+        instances=2,
+        cost_base_us=4000,
+        cost_per_item_us=250,
+    ),
+    ModelSpec(
+        name="image_classifier",
+        function="image_classifier",
+        inputs=(_t("images", "FP32", 3, 224, 224),),
+        outputs=(_t("predictions", "FP32", 1000),),
+        max_batch_size=64,
+        max_queue_delay_us=2000,
+        instances=1,
+        cost_base_us=8000,
+        cost_per_item_us=500,
+    ),
+    ModelSpec(
+        name="recommender",
+        function="recommender",
+        inputs=(_t("user_features", "FP32", 64), _t("item_features", "FP32", 64)),
+        outputs=(_t("score", "FP32", 1),),
+        max_batch_size=128,
+        max_queue_delay_us=1000,
+        instances=2,
+        cost_base_us=2000,
+        cost_per_item_us=20,
+    ),
+    ModelSpec(
+        name="wide_ranker",
+        function="wide_ranker",
+        inputs=(_t("query", "FP32", 64),),
+        outputs=(_t("scores", "FP32", WIDE_RANKER_ROWS, RANKER_ITEMS),),
+        max_batch_size=4,
+        max_queue_delay_us=1000,
+        instances=1,
+        cost_base_us=2000,
+        cost_per_item_us=100,
+    ),
+    ModelSpec(
+        name="narrow_ranker",
+        function="narrow_ranker",
+        inputs=(_t("query", "FP32", 64),),
+        outputs=(_t("scores", "FP32", RANKER_ITEMS),),
+        max_batch_size=64,
+        max_queue_delay_us=1000,
+        instances=1,
+        cost_base_us=2000,
+        cost_per_item_us=100,
+    ),
+)
+
+# Fields a user may override per model, with the parser for each (see `apply_overrides`).
+OVERRIDABLE: dict[str, type] = {
+    "max_queue_delay_us": int,
+    "preferred_batch_sizes": tuple,
+    "instances": int,
+    "cost_base_us": int,
+    "cost_per_item_us": int,
+    "max_batch_size": int,
+}
+
+
+def demo_fleet(overrides: dict[str, dict[str, object]] | None = None) -> list[ModelSpec]:
+    """The full demo fleet (each batching model and its twin), with overrides applied.
+
+    ``overrides`` maps a model name to ``{field: value}``. Overrides of a batching model also
+    apply to its ``_nobatch`` twin (except the batching fields, which the twin lacks); a twin
+    may be overridden by its own name too.
+    """
+    overrides = dict(overrides or {})
+    fleet: list[ModelSpec] = []
+    for base in BASE_FLEET:
+        spec = _replace(base, overrides.pop(base.name, {}))
+        twin = spec.nobatch_twin()
+        twin = _replace(twin, overrides.pop(twin.name, {}))
+        fleet += [spec, twin]
+    if overrides:
+        known = ", ".join(m.name for m in fleet)
+        raise UsageError(f"unknown model {sorted(overrides)[0]!r}; known models: {known}")
+    return fleet
+
+
+def _replace(spec: ModelSpec, changes: dict[str, object]) -> ModelSpec:
+    for key in changes:
+        if key not in OVERRIDABLE:
+            raise UsageError(
+                f"{spec.name}: cannot override {key!r}; overridable: {', '.join(OVERRIDABLE)}"
+            )
+    if not spec.dynamic_batching and {"max_queue_delay_us", "preferred_batch_sizes"} & set(changes):
+        raise UsageError(f"{spec.name}: has no dynamic batching to configure")
+    return dataclasses.replace(spec, **changes)
+
+
+def parse_override(text: str) -> tuple[str, str, object]:
+    """Parse ``MODEL.FIELD=VALUE`` (e.g. ``text_classifier.max_queue_delay_us=100``)."""
+    target, sep, raw = text.partition("=")
+    model, dot, key = target.partition(".")
+    if not sep or not dot or not model or not key or not raw:
+        raise UsageError(f"bad --set {text!r}: expected MODEL.FIELD=VALUE")
+    kind = OVERRIDABLE.get(key)
+    if kind is None:
+        raise UsageError(f"bad --set {text!r}: {key!r} is not one of {', '.join(OVERRIDABLE)}")
+    try:
+        value: object = (
+            tuple(int(v) for v in raw.split(",") if v) if kind is tuple else int(raw)
+        )
+    except ValueError:
+        raise UsageError(f"bad --set {text!r}: {raw!r} is not a number (list)") from None
+    return model, key, value
+
+
+def overrides_from_strings(items: list[str]) -> dict[str, dict[str, object]]:
+    """Group ``MODEL.FIELD=VALUE`` strings into the mapping `demo_fleet` takes."""
+    grouped: dict[str, dict[str, object]] = {}
+    for item in items:
+        model, key, value = parse_override(item)
+        grouped.setdefault(model, {})[key] = value
+    return grouped
+
+
+def render_config(spec: ModelSpec) -> str:
+    """The model's ``config.pbtxt`` in Triton's text protobuf format."""
+
+    def tensors(kind: str, specs: tuple[TensorSpec, ...]) -> str:
+        rows = [
+            f'  {{ name: "{t.name}" data_type: TYPE_{t.datatype} '
+            f"dims: [ {', '.join(map(str, t.dims))} ] }}"
+            for t in specs
+        ]
+        return f"{kind} [\n" + ",\n".join(rows) + "\n]\n"
+
+    text = (
+        f'name: "{spec.name}"\nbackend: "python"\nmax_batch_size: {spec.max_batch_size}\n'
+        + tensors("input", spec.inputs)
+        + tensors("output", spec.outputs)
+        + f"instance_group [ {{ count: {spec.instances} kind: KIND_CPU }} ]\n"
+    )
+    if spec.dynamic_batching:
+        preferred = (
+            f"  preferred_batch_size: [ {', '.join(map(str, spec.preferred_batch_sizes))} ]\n"
+            if spec.preferred_batch_sizes
+            else ""
+        )
+        text += (
+            "dynamic_batching {\n"
+            + preferred
+            + f"  max_queue_delay_microseconds: {spec.max_queue_delay_us}\n}}\n"
+        )
+    params = {
+        "function": spec.function,
+        "cost_base_us": spec.cost_base_us,
+        "cost_per_item_us": spec.cost_per_item_us,
+    }
+    for key, value in params.items():
+        text += f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n'
+    return text
+
+
+def fleet_table(fleet: list[ModelSpec]) -> list[dict[str, str]]:
+    """One dict per model describing what is served, for tables and logs."""
+    return [
+        {
+            "model": m.name,
+            "inputs": ", ".join(f"{t.name} {t.datatype}{list(t.dims)}" for t in m.inputs),
+            "outputs": ", ".join(f"{t.name} {t.datatype}{list(t.dims)}" for t in m.outputs),
+            "max_batch": str(m.max_batch_size),
+            "batching": (
+                f"delay {m.max_queue_delay_us}µs pref {list(m.preferred_batch_sizes) or '-'}"
+                if m.dynamic_batching
+                else "off"
+            ),
+            "instances": str(m.instances),
+            "cost": f"{m.cost_base_us}+{m.cost_per_item_us}×b µs",
+        }
+        for m in fleet
+    ]
+
+
+# Shapes for the fleet's variable dimensions: a 128-token sequence for the text classifier.
+DEMO_SHAPES: dict[str, dict[str, tuple[int, ...]]] = {
+    name: {"input_ids": (128,), "attention_mask": (128,)}
+    for name in ("text_classifier", "text_classifier" + NOBATCH_SUFFIX)
+}

@@ -1,0 +1,45 @@
+"""Deterministic demo-model functions: inputs (dict of batched arrays) -> outputs.
+
+Shared by the Triton Python-backend model (model.py, which Triton runs in its stub process
+with this file beside it) and by tests, which recompute expected outputs with them.
+"""
+
+import numpy as np
+
+RANKER_ITEMS = 14041
+WIDE_RANKER_ROWS = 512
+
+
+def text_classifier(inputs):
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    token_sum = (ids * mask).sum(axis=1) % 10007
+    return {"logits": token_sum[:, None].astype(np.float32) + np.arange(10, dtype=np.float32)}
+
+
+def image_classifier(inputs):
+    images = inputs["images"]
+    return {"predictions": images.reshape(images.shape[0], -1)[:, :1000] * np.float32(2)}
+
+
+def recommender(inputs):
+    score = (inputs["user_features"] * inputs["item_features"]).sum(axis=1, keepdims=True)
+    return {"score": score.astype(np.float32)}
+
+
+def _ranker(inputs, rows):
+    query_sum = inputs["query"].sum(axis=1, dtype=np.float32)
+    items = np.arange(RANKER_ITEMS, dtype=np.float32)
+    row = query_sum[:, None] + items[None, :]
+    if rows is None:
+        return {"scores": row}
+    # The wide output really materialises rows x items floats per item (about 29 MB).
+    return {"scores": np.ascontiguousarray(np.broadcast_to(row[:, None, :], (len(row), rows, RANKER_ITEMS)))}
+
+
+FUNCTIONS = {
+    "text_classifier": text_classifier,
+    "image_classifier": image_classifier,
+    "recommender": recommender,
+    "wide_ranker": lambda inputs: _ranker(inputs, WIDE_RANKER_ROWS),
+    "narrow_ranker": lambda inputs: _ranker(inputs, None),
+}
