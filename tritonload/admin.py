@@ -35,6 +35,9 @@ class TritonAdmin:
         else:
             import tritonclient.grpc as client_module
 
+            from tritonload.clients import enable_grpc_gevent
+
+            enable_grpc_gevent()
             self._client = client_module.InferenceServerClient(target.url("grpc"), ssl=target.ssl)
             self._kw = {"headers": headers or None, "as_json": True}
 

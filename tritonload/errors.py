@@ -76,7 +76,7 @@ _MESSAGE_KINDS = (
 
 def status_of(exc: BaseException) -> str:
     """Triton's status as tritonclient reports it ("StatusCode.NOT_FOUND", "400"), or ""."""
-    status = getattr(exc, "status", None)
+    status = getattr(exc, "status", None) or getattr(exc, "code", None)  # grpc.RpcError: code()
     value = status() if callable(status) else status
     return str(value) if value is not None else ""
 
@@ -103,7 +103,8 @@ def classify(exc: BaseException) -> str:
 
 def message_of(exc: BaseException) -> str:
     """Triton's message without tritonclient's ``[status]`` prefix, on one line."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    details = getattr(exc, "details", None)  # grpc.RpcError
+    text = " ".join(str(details() if callable(details) else exc).split()) or type(exc).__name__
     status = status_of(exc)
     prefix = f"[{status}] "
     return text[len(prefix):] if status and text.startswith(prefix) else text

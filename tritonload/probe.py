@@ -9,33 +9,10 @@ from typing import Any
 import numpy as np
 
 from tritonload.admin import TritonAdmin
+from tritonload.clients import build_inputs, client_module
 from tritonload.config import PROTOCOLS, Target
 from tritonload.errors import classify, message_of
 from tritonload.payloads import ModelInfo, Payload, generate_payload
-
-
-def client_module(protocol: str) -> Any:
-    """tritonclient's module for a protocol."""
-    if protocol == "grpc":
-        import tritonclient.grpc as module
-    else:
-        import tritonclient.http as module
-    return module
-
-
-def build_inputs(module: Any, entry: Mapping[str, np.ndarray]) -> list[Any]:
-    """tritonclient InferInput objects holding one payload entry as binary tensors."""
-    from tritonclient.utils import np_to_triton_dtype
-
-    inputs = []
-    for name, array in entry.items():
-        tensor = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-        if module.__name__.endswith("http"):
-            tensor.set_data_from_numpy(array, binary_data=True)
-        else:
-            tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    return inputs
 
 
 def fetch_payloads(target: Target, models: list[str],

@@ -1,0 +1,316 @@
+"""Wire tritonload into a Locust process: options, target, payloads, recording, run directory.
+
+A locustfile calls ``install(events)`` once. Then, in Locust's lifecycle:
+
+* ``init``: resolve the target (``--host``, or start the embedded server), resolve each user
+  class's settings, validate every payload against the served metadata (one line and exit 2
+  on a mismatch, an unknown model or an unreachable server), and register the `Recorder`.
+* ``test_start``: open a new run directory, start the server-stats sampler.
+* ``test_stop`` (users already stopped): flush records, write server stats and run.json.
+* ``quitting``: stop the runner first (so the last records land), then the embedded server.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+
+from tritonload.admin import TritonAdmin, config_snapshot
+from tritonload.config import Target
+from tritonload.console import error_line
+from tritonload.errors import TritonloadError, UsageError
+from tritonload.mix import ModelMix
+from tritonload.payloads import (
+    ModelInfo,
+    Payload,
+    generate_payload,
+    load_payload_file,
+    parse_shape_override,
+)
+from tritonload.recorder import Recorder
+from tritonload.rundir import iso, new_run_id, tool_versions, unique_dir, write_run_json
+from tritonload.server import EmbeddedTriton, Ports
+from tritonload.server.fleet import DEMO_SHAPES
+from tritonload.server_stats import ServerStatsSampler
+from tritonload.users.base import TritonUser, check_mode
+
+log = logging.getLogger(__name__)
+ATTRIBUTE = "tritonload_session"
+
+
+@dataclass(frozen=True)
+class UserSettings:
+    """A user class's resolved settings (class attributes, then command-line overrides)."""
+
+    mix: ModelMix
+    mode: str
+    max_in_flight: int
+
+    @property
+    def run_mode(self) -> str:
+        """The mode recorded with each request."""
+        return self.mode
+
+
+def add_options(parser: Any) -> None:
+    """tritonload's Locust command-line options."""
+    group = parser.add_argument_group("tritonload")
+    group.add_argument("--mix", default=None, metavar="MODEL:W,...",
+                       help="weighted model mix, e.g. text_classifier:5,recommender:3")
+    group.add_argument("--mode", choices=("sync", "async"), default=None,
+                       help="sync: one request in flight per user; async: up to --max-in-flight")
+    group.add_argument("--max-in-flight", type=int, default=None,
+                       help="requests in flight per user in async mode")
+    group.add_argument("--request-timeout", type=float, default=None, metavar="SECONDS",
+                       help="per-request timeout (default 30)")
+    group.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
+                       help="extra request header (auth tokens...); repeatable")
+    group.add_argument("--payload", action="append", default=[], metavar="MODEL=FILE",
+                       help="perf_analyzer --input-data JSON file for a model; repeatable")
+    group.add_argument("--shape", action="append", default=[], metavar="MODEL.INPUT=DIMS",
+                       help="dims of a variable input for generated payloads; repeatable")
+    group.add_argument("--fill", choices=("random", "zeros"), default="random",
+                       help="generated payload values (default random)")
+    group.add_argument("--run-dir", default=None,
+                       help="run directory (default runs/<run id>-<scenario>)")
+    group.add_argument("--stats-interval", type=float, default=1.0, metavar="SECONDS",
+                       help="server statistics sampling period (default 1)")
+    group.add_argument("--seed", type=int, default=0, help="seed for the mix draw and payloads")
+    group.add_argument("--embedded-port", type=int, default=8000, metavar="PORT",
+                       help="without --host: HTTP port of the embedded server "
+                       "(gRPC and metrics use the next two; default 8000)")
+
+
+def install(events: Any) -> None:
+    """Register tritonload with Locust's events (call once, from the locustfile)."""
+    events.init_command_line_parser.add_listener(add_options)
+    events.init.add_listener(_on_init)
+
+
+def session_of(environment: Any) -> LoadSession:
+    """The session `install` attached to the environment."""
+    session = getattr(environment, ATTRIBUTE, None)
+    if session is None:
+        raise UsageError("tritonload is not installed: call tritonload.session.install(events) "
+                         "in the locustfile")
+    return session
+
+
+def _on_init(environment: Any, **_: Any) -> None:
+    session = LoadSession(environment)
+    try:
+        session.prepare()
+    except TritonloadError as exc:
+        session.stop_server()
+        error_line(str(exc))
+        sys.exit(exc.exit_code)
+    setattr(environment, ATTRIBUTE, session)
+    session.register()
+
+
+def _option(options: Any, name: str, default: Any = None) -> Any:
+    value = getattr(options, name, None) if options is not None else None
+    return default if value is None else value
+
+
+class LoadSession:
+    """Everything a Locust process shares across its tritonload users."""
+
+    def __init__(self, environment: Any) -> None:
+        self.environment = environment
+        self.options = environment.parsed_options
+        self.seed = int(_option(self.options, "seed", 0))
+        self.server: EmbeddedTriton | None = None
+        self.target: Target | None = None
+        self.payloads: dict[str, Payload] = {}
+        self.configs: dict[str, dict] = {}
+        self.recorder: Recorder | None = None
+        self.sampler: ServerStatsSampler | None = None
+        self.run_dir: Path | None = None
+        self._settings: dict[type, UserSettings] = {}
+        self._started_ns = 0
+        self._admin: TritonAdmin | None = None
+
+    # -- init ----------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Target, user settings, validated payloads. Raises TritonloadError on bad input."""
+        self.target = self._resolve_target()
+        self._keep_usable_user_classes()
+        for cls in self._user_classes():
+            self._settings[cls] = self._resolve_settings(cls)
+        models = sorted({m for s in self._settings.values() for m in s.mix.models})
+        self._admin = TritonAdmin(self.target)
+        self._admin.server_live()
+        payload_files = self._pairs(_option(self.options, "payload", []), "--payload",
+                                    "MODEL=FILE")
+        shapes = {m: dict(s) for m, s in DEMO_SHAPES.items()}
+        for item in _option(self.options, "shape", []):
+            model, name, dims = parse_shape_override(item)
+            shapes.setdefault(model, {})[name] = dims
+        for model in models:
+            config = self._admin.config(model)
+            info = ModelInfo.from_served(self._admin.metadata(model), config)
+            self.configs[model] = config_snapshot(config)
+            if model in payload_files:
+                self.payloads[model] = load_payload_file(payload_files[model], info)
+            else:
+                self.payloads[model] = generate_payload(
+                    info, shapes.get(model), fill=_option(self.options, "fill", "random"),
+                    seed=self.seed)
+        unknown = set(payload_files) - set(models)
+        if unknown:
+            raise UsageError(f"--payload names model {sorted(unknown)[0]!r}, which is not in "
+                             f"the mix ({', '.join(models)})")
+        log.info("payloads validated for %s", ", ".join(models))
+
+    def _resolve_target(self) -> Target:
+        headers = self._pairs(_option(self.options, "header", []), "--header", "NAME=VALUE")
+        timeout = float(_option(self.options, "request_timeout", 30.0))
+        host = self.environment.host or _option(self.options, "host", None)
+        if host:
+            return Target.parse(host, headers=headers, timeout_s=timeout)
+        from locust.runners import WorkerRunner
+
+        if isinstance(self.environment.runner, WorkerRunner):
+            raise UsageError("workers need --host: the embedded server runs on one machine only")
+        base = int(_option(self.options, "embedded_port", 8000))
+        self.server = EmbeddedTriton(ports=Ports(base, base + 1, base + 2))
+        log.warning("no --host: starting the embedded Triton server on 127.0.0.1:%d", base)
+        self.server.start()
+        return Target(host=self.server.host, http_port=base, grpc_port=base + 1, embedded=True,
+                      headers=headers, timeout_s=timeout)
+
+    @staticmethod
+    def _pairs(items: list[str], flag: str, form: str) -> dict[str, str]:
+        pairs = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip() or not value:
+                raise UsageError(f"bad {flag} {item!r}: expected {form}")
+            pairs[key.strip()] = value
+        return pairs
+
+    def _user_classes(self) -> list[type]:
+        return [c for c in self.environment.user_classes if issubclass(c, TritonUser)]
+
+    def _keep_usable_user_classes(self) -> None:
+        """A URL that pins one protocol drops the other protocol's user classes."""
+        usable = [c for c in self._user_classes() if self.target.supports(c.protocol)]
+        dropped = set(self._user_classes()) - set(usable)
+        if not usable:
+            raise UsageError(f"no user class in this locustfile can use {self.target.describe()}")
+        if dropped:
+            log.warning("target %s: skipping %s", self.target.describe(),
+                        ", ".join(sorted(c.__name__ for c in dropped)))
+            env = self.environment
+            env.user_classes = [c for c in env.user_classes if c not in dropped]
+            env.user_classes_by_name = {c.__name__: c for c in env.user_classes}
+            if env.runner is not None:
+                env.runner.user_classes = env.user_classes
+
+    def _resolve_settings(self, cls: type) -> UserSettings:
+        mix_spec = _option(self.options, "mix", None) or cls.mix
+        mode = _option(self.options, "mode", None) or cls.mode
+        in_flight = int(_option(self.options, "max_in_flight", None) or cls.max_in_flight)
+        check_mode(mode, in_flight)
+        return UserSettings(ModelMix.of(mix_spec), mode, in_flight if mode != "sync" else 1)
+
+    def settings_for(self, cls: type) -> UserSettings:
+        """Settings of a user class (resolved at init)."""
+        return self._settings[cls]
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def register(self) -> None:
+        """Hook the run's lifecycle into the environment's events."""
+        events = self.environment.events
+        events.test_start.add_listener(self._on_test_start)
+        events.test_stop.add_listener(self._on_test_stop)
+        events.quitting.add_listener(self._on_quitting)
+
+    def _on_test_start(self, **_: Any) -> None:
+        scenario = Path(str(_option(self.options, "locustfile", "locust"))).stem
+        run_id = new_run_id()
+        self.run_dir = unique_dir(_option(self.options, "run_dir", None)
+                                  or Path("runs") / f"{run_id}-{scenario}")
+        self._run_id, self._scenario = run_id, scenario
+        self.recorder = Recorder(self.run_dir).register(self.environment)
+        self.sampler = ServerStatsSampler(self._admin, sorted(self.payloads), self.run_dir,
+                                          float(_option(self.options, "stats_interval", 1.0)))
+        self._started_ns = time.time_ns()
+        self._write_run_json(final=False)
+        self.sampler.start()
+
+    def _on_test_stop(self, **_: Any) -> None:
+        if self.recorder is None:
+            return
+        self.environment.events.request.remove_listener(self.recorder.on_request)
+        self.recorder.flush()
+        self.sampler.stop()
+        self._write_run_json(final=True)
+        log.warning("run directory: %s (%d requests)", self.run_dir, self.recorder.count)
+        self.recorder = None
+
+    def _on_quitting(self, **_: Any) -> None:
+        runner = self.environment.runner
+        if runner is not None and self.recorder is not None:
+            runner.stop()  # stops users, fires test_stop: the last records are written
+        self._on_test_stop()
+        self.stop_server()
+
+    def stop_server(self) -> None:
+        """Stop the embedded server, if this session started one."""
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def _write_run_json(self, final: bool) -> None:
+        runner = self.environment.runner
+        settings = list(self._settings.values())
+        users = int(getattr(runner, "target_user_count", 0) or
+                    _option(self.options, "num_users", 0) or 0)
+        in_flight = max((s.max_in_flight for s in settings), default=1)
+        modes = sorted({s.run_mode for s in settings})
+        ended = time.time_ns() if final else None
+        recorder = self.recorder
+        write_run_json(self.run_dir, {
+            "run_id": self._run_id,
+            "tool_versions": tool_versions(),
+            "scenario": self._scenario,
+            "target": {"url": self.target.describe(),
+                       "http_url": self.target.url("http") if self.target.supports("http") else None,
+                       "grpc_url": self.target.url("grpc") if self.target.supports("grpc") else None,
+                       "embedded": self.target.embedded},
+            "protocols": sorted({c.protocol for c in self._settings}),
+            "mode": modes[0] if len(modes) == 1 else "mixed",
+            "max_in_flight": in_flight,
+            "load": {"kind": "concurrency", "level": users * in_flight},
+            "users": users,
+            "user_classes": {c.__name__: {"protocol": c.protocol, "mix": s.mix.shares(),
+                                          "mode": s.run_mode, "max_in_flight": s.max_in_flight}
+                             for c, s in self._settings.items()},
+            "mix": settings[0].mix.shares() if settings else {},
+            "achieved_mix": recorder.achieved_mix() if recorder else {},
+            "warmup_s": 0.0,
+            "started_ns": self._started_ns,
+            "ended_ns": ended,
+            "started_at": iso(self._started_ns),
+            "ended_at": iso(ended) if ended else None,
+            "request_count": recorder.count if recorder else 0,
+            "error_counts": dict(recorder.errors) if recorder else {},
+            "models": self.configs,
+            "payloads": {m: p.source for m, p in self.payloads.items()},
+            "server_stats_interval_s": self.sampler.interval_s if self.sampler else None,
+            "gevent_threadpool_size": gevent.get_hub().threadpool.maxsize,
+            "extra": {},
+        })

@@ -1,0 +1,150 @@
+"""The protocol-independent Locust user: model mix, sync/async loops, exact timing.
+
+A subclass supplies a transport (``make_transport``): an object with ``prepare(payload)``
+(prebuild every request once) and ``send(prepared) -> bytes received`` (one blocking,
+greenlet-friendly request that raises on failure), and ``close()``.
+
+Sync mode runs one request at a time in the user's own greenlet. Async mode keeps up to
+``max_in_flight`` requests in flight, each in a greenlet of a per-user pool; with gevent
+sockets (HTTP) and grpc's gevent integration (gRPC), blocking sends are truly concurrent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+from gevent.pool import Pool
+from locust import User, constant, task
+
+from tritonload.errors import TritonloadError, classify, message_of, status_of
+
+# A task returns to Locust about this often, so user-count changes apply promptly.
+TASK_SLICE_S = 1.0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One prebuilt request: what the transport sends, and its size."""
+
+    model: str
+    request: Any
+    bytes_sent: int
+
+
+class RequestFailed(Exception):
+    """What Locust sees for a failed request: ``kind: message``, grouped by kind."""
+
+
+class TritonUser(User):
+    """Abstract Locust user sending a weighted model mix to Triton.
+
+    Settings (class attributes; the matching command-line option wins when given):
+
+    * ``mix``: ``{"model": weight}`` or ``"model:weight,..."`` (``--mix``)
+    * ``mode``: ``"sync"`` (one request in flight) or ``"async"`` (``--mode``)
+    * ``max_in_flight``: requests in flight per user in async mode (``--max-in-flight``)
+    * ``timeout_s``: per-request timeout in seconds (``--request-timeout``)
+    * ``headers``: extra request headers, e.g. auth (``--header NAME=VALUE``)
+    """
+
+    abstract = True
+    protocol = ""
+    mix: dict[str, float] | str = {}
+    mode = "sync"
+    max_in_flight = 8
+    timeout_s = 30.0
+    headers: dict[str, str] = {}
+    wait_time = constant(0)  # closed loop: no think time
+
+    _ids = itertools.count()
+
+    def on_start(self) -> None:
+        """Resolve settings, open the transport and prebuild every request."""
+        from tritonload.session import session_of
+
+        session = session_of(self.environment)
+        self.settings = session.settings_for(type(self))
+        self.user_id = next(TritonUser._ids)
+        self.rng = random.Random(session.seed + self.user_id)
+        self.transport = self.make_transport(session.target, self.settings)
+        self.requests = {
+            model: itertools.cycle(self.transport.prepare(session.payloads[model]))
+            for model in self.settings.mix.models
+        }
+        self.pool = Pool(self.settings.max_in_flight) if self.settings.mode == "async" else None
+        self.fire = self.environment.events.request.fire
+
+    def on_stop(self) -> None:
+        """Drop in-flight requests and close the connection, so the process can exit."""
+        if getattr(self, "pool", None) is not None:
+            self.pool.kill(block=False)
+        if getattr(self, "transport", None) is not None:
+            self.transport.close()
+            self.transport = None
+
+    def make_transport(self, target: Any, settings: Any) -> Any:
+        """The protocol's transport; subclasses implement it."""
+        raise NotImplementedError
+
+    @task
+    def send_requests(self) -> None:
+        """Send requests for one time slice, then return to Locust's scheduler."""
+        deadline = time.monotonic() + TASK_SLICE_S
+        if self.pool is None:
+            while time.monotonic() < deadline:
+                self.request()
+        else:
+            while time.monotonic() < deadline:
+                self.pool.wait_available()
+                self.pool.spawn(self.request)
+
+    def request(self, intended_start_ns: int | None = None,
+                intended_perf_ns: int | None = None) -> None:
+        """Send one request of the mix and fire Locust's request event with exact timings.
+
+        In open loop, ``intended_*`` carry the scheduled send time, so the latency includes
+        any time the request waited behind a slow server (no coordinated omission).
+        """
+        prepared = next(self.requests[self.settings.mix.draw(self.rng)])
+        start_ns = time.time_ns()
+        started = time.perf_counter_ns()
+        exception = None
+        received = 0
+        try:
+            received = self.transport.send(prepared)
+        except gevent.GreenletExit:
+            raise
+        except Exception as exc:  # every failure is recorded, classified, never raised
+            exception = exc
+        ended = time.perf_counter_ns()
+        origin = intended_perf_ns if intended_perf_ns is not None else started
+        context = {
+            "intended_start_ns": intended_start_ns if intended_start_ns is not None else start_ns,
+            "start_ns": start_ns,
+            "latency_ns": ended - origin,
+            "service_ns": ended - started,
+            "mode": self.settings.run_mode,
+            "bytes_sent": prepared.bytes_sent,
+            "user_id": self.user_id,
+        }
+        if exception is not None:
+            kind = classify(exception)
+            context.update(error_kind=kind, triton_status=status_of(exception),
+                           triton_message=message_of(exception))
+            exception = RequestFailed(f"{kind}: {context['triton_message'][:200]}")
+        self.fire(request_type=self.protocol, name=prepared.model,
+                  response_time=(ended - origin) / 1e6, response_length=received,
+                  exception=exception, context=context)
+
+
+def check_mode(mode: str, max_in_flight: int) -> None:
+    """Validate a mode and in-flight bound (one-line errors)."""
+    if mode not in ("sync", "async", "open"):
+        raise TritonloadError(f"bad mode {mode!r}: expected sync or async")
+    if max_in_flight < 1:
+        raise TritonloadError(f"--max-in-flight must be >= 1, got {max_in_flight}")
