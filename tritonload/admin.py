@@ -31,7 +31,7 @@ class TritonAdmin:
                 target.url("http"), ssl=target.ssl, connection_timeout=target.timeout_s,
                 network_timeout=target.timeout_s,
             )
-            self._kw: dict[str, Any] = {"headers": headers or None}
+            self._json: dict[str, Any] = {}
         else:
             import tritonclient.grpc as client_module
 
@@ -39,7 +39,8 @@ class TritonAdmin:
 
             enable_grpc_gevent()
             self._client = client_module.InferenceServerClient(target.url("grpc"), ssl=target.ssl)
-            self._kw = {"headers": headers or None, "as_json": True}
+            self._json = {"as_json": True}  # answers as dicts, like the HTTP client's
+        self._headers = headers or None
 
     def close(self) -> None:
         """Release the connection."""
@@ -51,9 +52,10 @@ class TritonAdmin:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, what: str, fn: Any, *args: Any, model: str | None = None) -> Any:
+    def _call(self, what: str, fn: Any, *args: Any, model: str | None = None,
+              as_json: bool = True) -> Any:
         try:
-            return fn(*args, **self._kw)
+            return fn(*args, headers=self._headers, **(self._json if as_json else {}))
         except Exception as exc:  # tritonclient raises several types; classify them all
             kind = classify(exc)
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -71,12 +73,12 @@ class TritonAdmin:
 
     def server_live(self) -> bool:
         """Whether the server answers at all (raises ServerError when unreachable)."""
-        return bool(self._call("liveness check", self._client.is_server_live))
+        return bool(self._call("liveness check", self._client.is_server_live, as_json=False))
 
     def model_names(self) -> list[str]:
         """Names of the models the server's repository index lists as ready."""
         try:
-            index = self._client.get_model_repository_index(**self._kw)
+            index = self._client.get_model_repository_index(headers=self._headers, **self._json)
         except Exception:
             return []
         entries = index.get("models", []) if isinstance(index, dict) else index

@@ -24,8 +24,6 @@ class UsageError(TritonloadError):
 class ServerError(TritonloadError):
     """The embedded server could not start or the target server is unusable."""
 
-    exit_code = 1
-
 
 # -- per-request error taxonomy ------------------------------------------------------------
 

@@ -269,3 +269,29 @@ def _decode_b64(text: object, dtype: np.dtype, where: str) -> np.ndarray:
         items.append(raw[offset + 4: offset + 4 + length])
         offset += 4 + length
     return np.array(items, dtype=object)
+
+
+def payload_document(payload: Payload, info: ModelInfo, b64: bool = False) -> dict[str, Any]:
+    """A payload as perf_analyzer ``--input-data`` JSON (entries without the batch dim).
+
+    Variable-shape inputs carry ``{"content", "shape"}``; ``b64`` stores tensors as
+    little-endian raw bytes, far smaller for large images.
+    """
+    variable = {t.name for t in info.inputs if any(d < 0 for d in t.shape)}
+    data = []
+    for entry in payload.entries:
+        document = {}
+        for name, array in entry.items():
+            item = array[0] if info.max_batch_size > 0 else array
+            if b64 and item.dtype != object:
+                value: Any = {"b64": base64.b64encode(
+                    item.astype(item.dtype.newbyteorder("<")).tobytes()).decode()}
+            elif item.dtype == object:
+                value = [_as_bytes(v).decode(errors="replace") for v in item.reshape(-1)]
+            else:
+                value = item.reshape(-1).tolist()
+            if name in variable:
+                value = {"content": value, "shape": list(item.shape)}
+            document[name] = value
+        data.append(document)
+    return {"data": data}

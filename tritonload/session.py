@@ -12,6 +12,7 @@ A locustfile calls ``install(events)`` once. Then, in Locust's lifecycle:
 
 from __future__ import annotations
 
+import csv
 import logging
 import sys
 import time
@@ -119,6 +120,17 @@ def _option(options: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+def write_locust_csvs(environment: Any, run_dir: Path) -> None:
+    """Locust's own stats, failures and exceptions CSVs, as ``--csv`` would write them."""
+    from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
+
+    stats_csv = StatsCSV(environment, PERCENTILES_TO_REPORT)
+    for name, write in (("stats", stats_csv.requests_csv), ("failures", stats_csv.failures_csv),
+                        ("exceptions", stats_csv.exceptions_csv)):
+        with open(run_dir / f"locust_{name}.csv", "w", newline="") as handle:
+            write(csv.writer(handle))
+
+
 class LoadSession:
     """Everything a Locust process shares across its tritonload users."""
 
@@ -211,9 +223,6 @@ class LoadSession:
                         ", ".join(sorted(c.__name__ for c in dropped)))
             env = self.environment
             env.user_classes = [c for c in env.user_classes if c not in dropped]
-            env.user_classes_by_name = {c.__name__: c for c in env.user_classes}
-            if env.runner is not None:
-                env.runner.user_classes = env.user_classes
 
     def _resolve_settings(self, cls: type) -> UserSettings:
         mix_spec = _option(self.options, "mix", None) or cls.mix
@@ -254,6 +263,7 @@ class LoadSession:
         self.environment.events.request.remove_listener(self.recorder.on_request)
         self.recorder.flush()
         self.sampler.stop()
+        write_locust_csvs(self.environment, self.run_dir)
         self._write_run_json(final=True)
         log.warning("run directory: %s (%d requests)", self.run_dir, self.recorder.count)
         self.recorder = None
