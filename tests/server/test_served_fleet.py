@@ -10,7 +10,7 @@ from gevent.pool import Pool
 
 from tritonload.admin import TritonAdmin
 from tritonload.payloads import ModelInfo, generate_payload
-from tritonload.probe import build_inputs
+from tritonload.clients import build_inputs
 from tritonload.server.fleet import DEMO_SHAPES, demo_fleet
 from tritonload.server.model_code.demo_functions import FUNCTIONS
 
