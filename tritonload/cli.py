@@ -14,7 +14,7 @@ from tritonload.errors import TritonloadError
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, one sub-parser per command."""
     from analysis import cli as analysis_cli
-    from tritonload.commands import payload, probe, serve
+    from tritonload.commands import payload, probe, run, serve
 
     parser = argparse.ArgumentParser(
         prog="tritonload",
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.add_parser(sub)
+    run.add_parser(sub)
     probe.add_parser(sub)
     payload.add_parser(sub)
     analysis_cli.add_report_command(sub)

@@ -83,6 +83,13 @@ class Target:
         """Whether this target has an endpoint for the protocol."""
         return (self.http_port if protocol == "http" else self.grpc_port) is not None
 
+    def as_url(self) -> str:
+        """The target as one URL that `parse` reads back (Locust's ``--host``)."""
+        if self.pinned:
+            scheme = self.pinned + ("s" if self.ssl else "")
+            return f"{scheme}://{self.url(self.pinned)}"
+        return f"{self.host}:{self.http_port}"  # gRPC is on the next port
+
     def describe(self) -> str:
         """A short human-readable form."""
         parts = [f"{p}://{self.url(p)}" for p in PROTOCOLS if self.supports(p)]

@@ -53,6 +53,7 @@ class Recorder:
         self.histograms: dict[str, HdrHistogram] = {}
         self._columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
         self._parts = 0
+        self._live_from = 0  # buffer index where the current live window starts
 
     def register(self, environment: Any) -> Recorder:
         """Listen to the environment's request events."""
@@ -104,7 +105,15 @@ class Recorder:
         self._parts += 1
         for values in self._columns.values():
             values.clear()
+        self._live_from = 0
         log.debug("wrote %d request records to %s", rows, path)
+
+    def take_live_window(self) -> tuple[list[float], int]:
+        """Latencies (µs) of successful requests and the error count since the last call."""
+        latencies = self._columns["latency_us"][self._live_from:]
+        oks = self._columns["ok"][self._live_from:]
+        self._live_from = len(self._columns["ok"])
+        return [v for v, ok in zip(latencies, oks) if ok], oks.count(False)
 
     def percentile_ms(self, model: str, percentile: float) -> float | None:
         """Live percentile (ms) of a model's successful requests, from its HDR histogram."""

@@ -48,9 +48,14 @@ def unique_dir(path: str | os.PathLike) -> Path:
     return candidate
 
 
+def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
+    """Write JSON so that a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=2, default=str))
+    tmp.replace(path)
+
+
 def write_run_json(run_dir: Path, info: dict[str, Any]) -> None:
-    """Write run.json atomically (a reader never sees half a file)."""
-    document = {"format": FORMAT, "format_version": FORMAT_VERSION, **info}
-    tmp = run_dir / "run.json.tmp"
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=False, default=str))
-    tmp.replace(run_dir / "run.json")
+    """Write run.json, stamped with the format and its version."""
+    write_json_atomic(run_dir / "run.json",
+                      {"format": FORMAT, "format_version": FORMAT_VERSION, **info})

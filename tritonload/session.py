@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import numpy as np
+import pandas as pd
 
 from tritonload.admin import TritonAdmin, config_snapshot
+from tritonload.arrivals import ArrivalLedger, ArrivalProcess
 from tritonload.config import Target
 from tritonload.console import error_line
 from tritonload.errors import TritonloadError, UsageError
@@ -35,10 +38,18 @@ from tritonload.payloads import (
     parse_shape_override,
 )
 from tritonload.recorder import Recorder
-from tritonload.rundir import iso, new_run_id, tool_versions, unique_dir, write_run_json
+from tritonload.rundir import (
+    iso,
+    new_run_id,
+    tool_versions,
+    unique_dir,
+    write_json_atomic,
+    write_run_json,
+)
 from tritonload.server import EmbeddedTriton, Ports
 from tritonload.server.fleet import DEMO_SHAPES
 from tritonload.server_stats import ServerStatsSampler
+from tritonload.slo import SloGate, parse_slos
 from tritonload.users.base import TritonUser, check_mode
 
 log = logging.getLogger(__name__)
@@ -52,6 +63,8 @@ class UserSettings:
     mix: ModelMix
     mode: str
     max_in_flight: int
+    rate: float | None = None  # open loop: total requests per second of this process
+    arrival: str = "poisson"
 
     @property
     def run_mode(self) -> str:
@@ -64,10 +77,15 @@ def add_options(parser: Any) -> None:
     group = parser.add_argument_group("tritonload")
     group.add_argument("--mix", default=None, metavar="MODEL:W,...",
                        help="weighted model mix, e.g. text_classifier:5,recommender:3")
-    group.add_argument("--mode", choices=("sync", "async"), default=None,
-                       help="sync: one request in flight per user; async: up to --max-in-flight")
+    group.add_argument("--mode", choices=("sync", "async", "open"), default=None,
+                       help="sync: one request in flight per user; async: up to --max-in-flight; "
+                       "open: requests on a schedule at --rate, latency from the scheduled time")
     group.add_argument("--max-in-flight", type=int, default=None,
-                       help="requests in flight per user in async mode")
+                       help="requests in flight per user (async), or the cap per user (open)")
+    group.add_argument("--rate", type=float, default=None,
+                       help="open loop: total requests per second, split over the users")
+    group.add_argument("--arrival", choices=("poisson", "constant"), default=None,
+                       help="open loop: arrival process (default poisson)")
     group.add_argument("--request-timeout", type=float, default=None, metavar="SECONDS",
                        help="per-request timeout (default 30)")
     group.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
@@ -83,6 +101,11 @@ def add_options(parser: Any) -> None:
     group.add_argument("--stats-interval", type=float, default=1.0, metavar="SECONDS",
                        help="server statistics sampling period (default 1)")
     group.add_argument("--seed", type=int, default=0, help="seed for the mix draw and payloads")
+    group.add_argument("--slo", action="append", default=[], metavar="EXPR",
+                       help="service-level objective, e.g. p95=50ms, p99=120ms, error_rate=0.5%%; "
+                       "repeatable. Any breach makes the process exit with code 3")
+    group.add_argument("--min-rps", type=float, default=None,
+                       help="SLO: minimum successful requests per second")
     group.add_argument("--embedded-port", type=int, default=8000, metavar="PORT",
                        help="without --host: HTTP port of the embedded server "
                        "(gRPC and metrics use the next two; default 8000)")
@@ -148,11 +171,15 @@ class LoadSession:
         self._settings: dict[type, UserSettings] = {}
         self._started_ns = 0
         self._admin: TritonAdmin | None = None
+        self.slos: list = []
+        self.arrivals = ArrivalLedger()
 
     # -- init ----------------------------------------------------------------------------
 
     def prepare(self) -> None:
         """Target, user settings, validated payloads. Raises TritonloadError on bad input."""
+        self.slos = parse_slos(_option(self.options, "slo", []),
+                               _option(self.options, "min_rps", None))
         self.target = self._resolve_target()
         self._keep_usable_user_classes()
         for cls in self._user_classes():
@@ -229,7 +256,12 @@ class LoadSession:
         mode = _option(self.options, "mode", None) or cls.mode
         in_flight = int(_option(self.options, "max_in_flight", None) or cls.max_in_flight)
         check_mode(mode, in_flight)
-        return UserSettings(ModelMix.of(mix_spec), mode, in_flight if mode != "sync" else 1)
+        rate = _option(self.options, "rate", None) or cls.rate
+        arrival = _option(self.options, "arrival", None) or cls.arrival
+        if mode == "open":
+            ArrivalProcess(rate or 0.0, arrival)  # validates: one line on a bad value
+        return UserSettings(ModelMix.of(mix_spec), mode, in_flight if mode != "sync" else 1,
+                            rate if mode == "open" else None, arrival)
 
     def settings_for(self, cls: type) -> UserSettings:
         """Settings of a user class (resolved at init)."""
@@ -240,6 +272,8 @@ class LoadSession:
     def register(self) -> None:
         """Hook the run's lifecycle into the environment's events."""
         events = self.environment.events
+        # Registered first so it runs last: Locust fires `quitting` in reverse order.
+        SloGate(self.slos, self._final_records).register(self.environment)
         events.test_start.add_listener(self._on_test_start)
         events.test_stop.add_listener(self._on_test_stop)
         events.quitting.add_listener(self._on_quitting)
@@ -250,20 +284,25 @@ class LoadSession:
         self.run_dir = unique_dir(_option(self.options, "run_dir", None)
                                   or Path("runs") / f"{run_id}-{scenario}")
         self._run_id, self._scenario = run_id, scenario
+        self.arrivals = ArrivalLedger()
         self.recorder = Recorder(self.run_dir).register(self.environment)
         self.sampler = ServerStatsSampler(self._admin, sorted(self.payloads), self.run_dir,
                                           float(_option(self.options, "stats_interval", 1.0)))
         self._started_ns = time.time_ns()
         self._write_run_json(final=False)
         self.sampler.start()
+        self._live = gevent.spawn(self._write_live_status)
 
     def _on_test_stop(self, **_: Any) -> None:
         if self.recorder is None:
             return
+        self._live.kill()
         self.environment.events.request.remove_listener(self.recorder.on_request)
         self.recorder.flush()
         self.sampler.stop()
         write_locust_csvs(self.environment, self.run_dir)
+        if self.arrivals.counts:
+            pd.DataFrame(self.arrivals.rows()).to_parquet(self.run_dir / "arrivals.parquet")
         self._write_run_json(final=True)
         log.warning("run directory: %s (%d requests)", self.run_dir, self.recorder.count)
         self.recorder = None
@@ -274,6 +313,36 @@ class LoadSession:
             runner.stop()  # stops users, fires test_stop: the last records are written
         self._on_test_stop()
         self.stop_server()
+
+    def _write_live_status(self, period_s: float = 1.0) -> None:
+        """``live.json``: the last second's throughput and exact P95, for progress displays."""
+        last = time.monotonic()
+        while True:
+            gevent.sleep(period_s)
+            latencies, errors = self.recorder.take_live_window()
+            now = time.monotonic()
+            status = {
+                "elapsed_s": round((time.time_ns() - self._started_ns) / 1e9, 1),
+                "requests": self.recorder.count,
+                "rps": round((len(latencies) + errors) / (now - last), 1),
+                "p95_ms": round(float(np.percentile(latencies, 95)) / 1000, 2) if latencies
+                else None,
+                "errors": sum(self.recorder.errors.values()),
+            }
+            last = now
+            write_json_atomic(self.run_dir / "live.json", status)
+
+    @staticmethod
+    def _load(settings: list[UserSettings], users: int, in_flight: int) -> dict[str, Any]:
+        rates = [s.rate for s in settings if s.rate]
+        if rates:
+            return {"kind": "rate", "level": max(rates)}
+        return {"kind": "concurrency", "level": users * in_flight}
+
+    def _final_records(self) -> pd.DataFrame | None:
+        if self.run_dir is None or not any((self.run_dir / "requests").glob("*.parquet")):
+            return None
+        return pd.read_parquet(self.run_dir / "requests", columns=["latency_us", "ok", "start_ns"])
 
     def stop_server(self) -> None:
         """Stop the embedded server, if this session started one."""
@@ -304,7 +373,7 @@ class LoadSession:
             "protocols": sorted({c.protocol for c in self._settings}),
             "mode": modes[0] if len(modes) == 1 else "mixed",
             "max_in_flight": in_flight,
-            "load": {"kind": "concurrency", "level": users * in_flight},
+            "load": self._load(settings, users, in_flight),
             "users": users,
             "user_classes": {c.__name__: {"protocol": c.protocol, "mix": s.mix.shares(),
                                           "mode": s.run_mode, "max_in_flight": s.max_in_flight}
@@ -318,6 +387,7 @@ class LoadSession:
             "ended_at": iso(ended) if ended else None,
             "request_count": recorder.count if recorder else 0,
             "error_counts": dict(recorder.errors) if recorder else {},
+            "arrivals": self.arrivals.totals() if self.arrivals.counts else None,
             "models": self.configs,
             "payloads": {m: p.source for m, p in self.payloads.items()},
             "server_stats_interval_s": self.sampler.interval_s if self.sampler else None,

@@ -21,6 +21,7 @@ import gevent
 from gevent.pool import Pool
 from locust import User, constant, task
 
+from tritonload.arrivals import OpenLoopSchedule
 from tritonload.errors import TritonloadError, classify, message_of, status_of
 
 # A task returns to Locust about this often, so user-count changes apply promptly.
@@ -48,6 +49,8 @@ class TritonUser(User):
     * ``mix``: ``{"model": weight}`` or ``"model:weight,..."`` (``--mix``)
     * ``mode``: ``"sync"`` (one request in flight) or ``"async"`` (``--mode``)
     * ``max_in_flight``: requests in flight per user in async mode (``--max-in-flight``)
+    * ``rate``, ``arrival``: open loop (``mode = "open"``): total requests per second of the
+      process, split evenly over its users, and ``"poisson"`` or ``"constant"`` spacing
     * ``timeout_s``: per-request timeout in seconds (``--request-timeout``)
     * ``headers``: extra request headers, e.g. auth (``--header NAME=VALUE``)
     """
@@ -57,6 +60,8 @@ class TritonUser(User):
     mix: dict[str, float] | str = {}
     mode = "sync"
     max_in_flight = 8
+    rate: float | None = None
+    arrival = "poisson"
     timeout_s = 30.0
     headers: dict[str, str] = {}
     wait_time = constant(0)  # closed loop: no think time
@@ -76,8 +81,10 @@ class TritonUser(User):
             model: itertools.cycle(self.transport.prepare(session.payloads[model]))
             for model in self.settings.mix.models
         }
-        self.pool = Pool(self.settings.max_in_flight) if self.settings.mode == "async" else None
+        self.pool = Pool(self.settings.max_in_flight) if self.settings.mode != "sync" else None
         self.fire = self.environment.events.request.fire
+        if self.settings.mode == "open":
+            self.schedule = OpenLoopSchedule(self, session.arrivals)
 
     def on_stop(self) -> None:
         """Drop in-flight requests and close the connection, so the process can exit."""
@@ -95,7 +102,9 @@ class TritonUser(User):
     def send_requests(self) -> None:
         """Send requests for one time slice, then return to Locust's scheduler."""
         deadline = time.monotonic() + TASK_SLICE_S
-        if self.pool is None:
+        if self.settings.mode == "open":
+            self.schedule.run_until(deadline)
+        elif self.pool is None:
             while time.monotonic() < deadline:
                 self.request()
         else:
