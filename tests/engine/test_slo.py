@@ -1,0 +1,77 @@
+"""SLO gates: parsing, judging exact percentiles, and exit codes 0 / 2 / 3 end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.locust_runs import REPO, error_lines, run_locust
+from tritonload.errors import UsageError
+from tritonload.slo import Slo, evaluate, parse_slo, parse_slos
+
+
+@pytest.mark.parametrize("text, slo", [
+    ("p95=50ms", Slo("p95", 50.0)),
+    ("p99.9<=1.5s", Slo("p99.9", 1500.0)),
+    ("p50=800us", Slo("p50", 0.8)),
+    ("error_rate=0.5%", Slo("error_rate", 0.005)),
+    ("error_rate=0.01", Slo("error_rate", 0.01)),
+    ("rps=200", Slo("rps", 200.0)),
+])
+def test_parse(text, slo):
+    assert parse_slo(text) == slo
+
+
+@pytest.mark.parametrize("text", ["p95", "p95=fast", "p95=50", "p100=1ms", "error_rate=5ms",
+                                  "error_rate=150%", "latency=3ms"])
+def test_malformed_slo_is_one_line(text):
+    with pytest.raises(UsageError, match="bad SLO"):
+        parse_slo(text)
+
+
+def test_evaluate_uses_exact_percentiles_and_all_requests_for_errors():
+    rng = np.random.default_rng(3)
+    latencies = rng.lognormal(np.log(10_000), 0.5, 5000)
+    records = pd.DataFrame({"latency_us": latencies, "ok": np.arange(5000) % 100 != 0,
+                            "start_ns": np.linspace(0, 10e9, 5000).astype("int64")})
+    p95 = np.percentile(latencies[records.ok], 95) / 1000
+    verdicts = evaluate(parse_slos(["p95=1s", "error_rate=0.5%"], min_rps=400.0), records)
+    assert verdicts[0].measured == pytest.approx(p95) and verdicts[0].ok
+    assert verdicts[1].measured == pytest.approx(0.01) and not verdicts[1].ok
+    assert verdicts[2].measured == pytest.approx(4950 / 10) and verdicts[2].ok
+
+
+def _tritonload(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tritonload.cli", *args], capture_output=True,
+                          text=True, timeout=180, cwd=REPO)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("slos, code", [
+    (["--slo", "p95=10s", "--slo", "error_rate=1%", "--min-rps", "1"], 0),
+    (["--slo", "p95=100us"], 3),
+    (["--slo", "p95=fast"], 2),
+])
+def test_run_exit_codes(tmp_path, target, slos, code):
+    proc = _tritonload("run", "tests/engine/locustfile_matrix.py", "--user-class", "HttpUser",
+                       "-u", "2", "-t", "3s", "--url", target.as_url(),
+                       "--run-dir", str(tmp_path / "run"), *slos)
+    assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-2000:]
+    if code == 2:
+        assert error_lines(proc.stderr) == ["tritonload: error: bad SLO 'p95=fast': expected e.g. "
+                                            "p95=50ms, p99=120ms, error_rate=0.5%"]
+    else:
+        assert "SLO p95" in proc.stdout and ("BREACH" in proc.stdout) == (code == 3)
+
+
+@pytest.mark.integration
+def test_plain_locust_gate_exits_3_on_breach(tmp_path, target):
+    proc = run_locust("tests/engine/locustfile_matrix.py", "GrpcUser", "-u", "1", "-t", "3s",
+                      "--host", target.as_url(), "--slo", "p99=50us",
+                      "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "BREACH" in proc.stderr
