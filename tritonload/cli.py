@@ -14,7 +14,7 @@ from tritonload.errors import TritonloadError
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, one sub-parser per command."""
     from analysis import cli as analysis_cli
-    from tritonload.commands import payload, probe, run, serve
+    from tritonload.commands import bench, payload, probe, run, serve
 
     parser = argparse.ArgumentParser(
         prog="tritonload",
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.add_parser(sub)
     run.add_parser(sub)
+    bench.add_parser(sub)
     probe.add_parser(sub)
     payload.add_parser(sub)
     analysis_cli.add_report_command(sub)

@@ -50,6 +50,7 @@ from tritonload.server import EmbeddedTriton, Ports
 from tritonload.server.fleet import DEMO_SHAPES
 from tritonload.server_stats import ServerStatsSampler
 from tritonload.slo import SloGate, parse_slos
+from tritonload.stability import StabilityRule
 from tritonload.users.base import TritonUser, check_mode
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,20 @@ def add_options(parser: Any) -> None:
                        "repeatable. Any breach makes the process exit with code 3")
     group.add_argument("--min-rps", type=float, default=None,
                        help="SLO: minimum successful requests per second")
+    group.add_argument("--warmup", type=float, default=0.0, metavar="SECONDS",
+                       help="seconds the analysis drops at the start (and excluded from "
+                       "stability windows)")
+    group.add_argument("--window", type=float, default=0.0, metavar="SECONDS",
+                       help="measure in windows of this length and stop once stable "
+                       "(perf_analyzer's rule); 0 = off, run for -t")
+    group.add_argument("--stable-windows", type=int, default=3,
+                       help="windows that must agree (default 3)")
+    group.add_argument("--max-windows", type=int, default=8,
+                       help="give up, marked unstable, after this many windows (default 8)")
+    group.add_argument("--stability-tolerance", type=float, default=0.10,
+                       help="allowed spread of throughput and P95 around their mean (default 0.1)")
+    group.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                       help="free-form metadata stored under run.json's extra; repeatable")
     group.add_argument("--embedded-port", type=int, default=8000, metavar="PORT",
                        help="without --host: HTTP port of the embedded server "
                        "(gRPC and metrics use the next two; default 8000)")
@@ -143,6 +158,10 @@ def _option(options: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+def _p95_ms(latencies_us: list[float]) -> float | None:
+    return round(float(np.percentile(latencies_us, 95)) / 1000, 3) if latencies_us else None
+
+
 def write_locust_csvs(environment: Any, run_dir: Path) -> None:
     """Locust's own stats, failures and exceptions CSVs, as ``--csv`` would write them."""
     from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
@@ -172,12 +191,14 @@ class LoadSession:
         self._started_ns = 0
         self._admin: TritonAdmin | None = None
         self.slos: list = []
+        self.tags: dict[str, str] = {}
         self.arrivals = ArrivalLedger()
 
     # -- init ----------------------------------------------------------------------------
 
     def prepare(self) -> None:
         """Target, user settings, validated payloads. Raises TritonloadError on bad input."""
+        self.tags = self._pairs(_option(self.options, "tag", []), "--tag", "KEY=VALUE")
         self.slos = parse_slos(_option(self.options, "slo", []),
                                _option(self.options, "min_rps", None))
         self.target = self._resolve_target()
@@ -291,7 +312,12 @@ class LoadSession:
         self._started_ns = time.time_ns()
         self._write_run_json(final=False)
         self.sampler.start()
-        self._live = gevent.spawn(self._write_live_status)
+        self.stability = None
+        if float(_option(self.options, "window", 0.0)) > 0:
+            self.stability = StabilityRule(int(_option(self.options, "stable_windows", 3)),
+                                           float(_option(self.options, "stability_tolerance", 0.1)),
+                                           int(_option(self.options, "max_windows", 8)))
+        self._live = gevent.spawn(self._tick)
 
     def _on_test_stop(self, **_: Any) -> None:
         if self.recorder is None:
@@ -314,23 +340,39 @@ class LoadSession:
         self._on_test_stop()
         self.stop_server()
 
-    def _write_live_status(self, period_s: float = 1.0) -> None:
-        """``live.json``: the last second's throughput and exact P95, for progress displays."""
+    def _tick(self, period_s: float = 1.0) -> None:
+        """Every second: write ``live.json`` and, when measuring in windows, judge stability."""
+        warmup_s = float(_option(self.options, "warmup", 0.0))
+        window_s = float(_option(self.options, "window", 0.0))
+        window: list[float] = []
+        window_start = None
         last = time.monotonic()
         while True:
             gevent.sleep(period_s)
             latencies, errors = self.recorder.take_live_window()
             now = time.monotonic()
-            status = {
-                "elapsed_s": round((time.time_ns() - self._started_ns) / 1e9, 1),
+            elapsed = (time.time_ns() - self._started_ns) / 1e9
+            write_json_atomic(self.run_dir / "live.json", {
+                "elapsed_s": round(elapsed, 1),
                 "requests": self.recorder.count,
                 "rps": round((len(latencies) + errors) / (now - last), 1),
-                "p95_ms": round(float(np.percentile(latencies, 95)) / 1000, 2) if latencies
-                else None,
+                "p95_ms": _p95_ms(latencies),
                 "errors": sum(self.recorder.errors.values()),
-            }
+                "windows": len(self.stability.history) if self.stability else None,
+            })
             last = now
-            write_json_atomic(self.run_dir / "live.json", status)
+            if self.stability is None or elapsed < warmup_s:
+                continue
+            if window_start is None:
+                window_start = now
+                continue  # the first second after warm-up may straddle it
+            window += latencies
+            if now - window_start >= window_s:
+                self.stability.add(len(window) / (now - window_start), _p95_ms(window))
+                window, window_start = [], now
+                if self.stability.done:
+                    gevent.spawn(self.environment.runner.quit)
+                    return
 
     @staticmethod
     def _load(settings: list[UserSettings], users: int, in_flight: int) -> dict[str, Any]:
@@ -380,7 +422,8 @@ class LoadSession:
                              for c, s in self._settings.items()},
             "mix": settings[0].mix.shares() if settings else {},
             "achieved_mix": recorder.achieved_mix() if recorder else {},
-            "warmup_s": 0.0,
+            "warmup_s": float(_option(self.options, "warmup", 0.0)),
+            "stability": self.stability.summary() if getattr(self, "stability", None) else None,
             "started_ns": self._started_ns,
             "ended_ns": ended,
             "started_at": iso(self._started_ns),
@@ -392,5 +435,6 @@ class LoadSession:
             "payloads": {m: p.source for m, p in self.payloads.items()},
             "server_stats_interval_s": self.sampler.interval_s if self.sampler else None,
             "gevent_threadpool_size": gevent.get_hub().threadpool.maxsize,
-            "extra": {},
+            "extra": {"tags": self.tags,
+                      "slos": [s.describe() for s in self.slos]},
         })
