@@ -14,7 +14,7 @@ from tritonload.errors import TritonloadError
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, one sub-parser per command."""
     from analysis import cli as analysis_cli
-    from tritonload.commands import bench, payload, probe, run, serve
+    from tritonload.commands import bench, payload, probe, run, serve, sweep
 
     parser = argparse.ArgumentParser(
         prog="tritonload",
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(sub)
     run.add_parser(sub)
     bench.add_parser(sub)
+    sweep.add_parser(sub)
     probe.add_parser(sub)
     payload.add_parser(sub)
     analysis_cli.add_report_command(sub)
