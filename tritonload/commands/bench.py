@@ -8,10 +8,12 @@ import shutil
 import time
 from pathlib import Path
 
+from analysis.cli import write_report_for
 from tritonload.bench import DEFAULT_MIX, Matrix
 from tritonload.commands.target_options import add_target_options, target_from_args
 from tritonload.console import console, print_table
 from tritonload.errors import UsageError
+from tritonload.headline import headline_rows
 from tritonload.signals import sigterm_raises_interrupt
 
 
@@ -88,10 +90,15 @@ def run(args: argparse.Namespace) -> int:
             if code == 2:
                 raise UsageError(f"cell {cell.name} could not start; see the line above")
     print_table(results, title=f"cells ({(time.monotonic() - started) / 60:.1f} min)")
-    from analysis.cli import write_bench_report
-
-    write_bench_report([out / "runs" / r["cell"] for r in results if r["status"] != "failed"],
-                       out, slo_p95_ms=args.slo_p95_ms)
+    run_dirs = [out / "runs" / r["cell"] for r in results if r["status"] != "failed"]
+    if not run_dirs:
+        raise UsageError("no cell produced a run directory; nothing to report")
+    with console.status("analysing and writing the report…"):
+        analysis, paths = write_report_for(run_dirs, out, slo_p95_ms=args.slo_p95_ms)
+    print_table(headline_rows(analysis, args.slo_p95_ms),
+                title="headline (ratios at the highest load level; n.s. = not significant)")
+    console.print(f"report: {paths['html']}  ({paths['md'].name}, {paths['json'].name})  "
+                  f"in {(time.monotonic() - started) / 60:.1f} min")
     return 0
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.cli import write_report_for
 from tritonload.commands.target_options import add_target_options, target_from_args
 from tritonload.console import console, print_table
 from tritonload.errors import UsageError
@@ -105,7 +106,6 @@ def run(args: argparse.Namespace) -> int:
     for verdict in verdicts:
         console.print(verdict.line(), style=None if verdict.ok else "bold red")
     if args.report:
-        from analysis.cli import write_report_for
-
-        write_report_for([run_dir], Path(args.report))
+        _, paths = write_report_for([run_dir], Path(args.report))
+        console.print(f"report: {paths['html']}")
     return BREACH_EXIT_CODE if not all(v.ok for v in verdicts) else 0
