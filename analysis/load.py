@@ -1,0 +1,438 @@
+"""Load run directories (format ``tritonload-run`` version 1) into pandas DataFrames.
+
+Request records are read with pyarrow, only the columns the analysis needs, with the string
+columns dictionary-encoded (pandas ``category``), so ten million records take a few hundred
+megabytes. Every failure is a :class:`tritonload.errors.UsageError` whose message is one line
+naming the offending path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tritonload.errors import UsageError
+
+try:  # pyarrow is a hard dependency; fail with one line, not an import traceback.
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    pa = pc = pq = None
+    _PYARROW_ERROR = str(exc).splitlines()[0]
+else:
+    _PYARROW_ERROR = ""
+
+log = logging.getLogger(__name__)
+
+FORMAT = "tritonload-run"
+FORMAT_VERSION = 1
+
+#: Record columns the analysis reads (the others are left on disk).
+RECORD_COLUMNS = (
+    "intended_start_ns",
+    "latency_us",
+    "model",
+    "protocol",
+    "mode",
+    "ok",
+    "error_kind",
+    "bytes_sent",
+    "bytes_received",
+)
+#: String record columns read as dictionaries (pandas ``category``).
+CATEGORICAL_COLUMNS = ("model", "protocol", "mode", "error_kind")
+#: Columns attached to every record from ``run.json``.
+RUN_COLUMNS = ("run_id", "load_kind", "load_level")
+
+SERVER_STATS_COLUMNS = (
+    "t_start_ns",
+    "t_end_ns",
+    "model",
+    "success_count",
+    "fail_count",
+    "inference_count",
+    "execution_count",
+    "queue_ns",
+    "compute_input_ns",
+    "compute_infer_ns",
+    "compute_output_ns",
+    "queue_count",
+    "compute_input_count",
+    "compute_infer_count",
+    "compute_output_count",
+)
+SERVER_BATCHES_COLUMNS = (
+    "t_start_ns",
+    "t_end_ns",
+    "model",
+    "batch_size",
+    "executions",
+    "compute_infer_ns",
+)
+
+_REQUIRED_META = ("run_id", "mode", "load", "started_ns", "ended_ns", "target")
+
+
+@dataclass
+class RunSet:
+    """One or more loaded runs.
+
+    Attributes:
+        runs: one row per run: ``run_id``, ``path``, ``mode``, ``load_kind``, ``load_level``,
+            ``users``, ``max_in_flight``, ``started_ns``, ``ended_ns``, ``warmup_s``,
+            ``target_url``, ``embedded``, ``request_count``, ``records_first_ns``,
+            ``records_last_ns``.
+        meta: ``run_id`` → the parsed ``run.json``.
+        records: request records of every run, with ``run_id``, ``load_kind`` and
+            ``load_level`` attached (categorical strings).
+        server_stats: ``server_stats.parquet`` of every run, with ``run_id``.
+        server_batches: ``server_batches.parquet`` of every run, with ``run_id``.
+        warnings: incompatibilities accepted with ``force=True`` and missing optional files.
+
+    """
+
+    runs: pd.DataFrame
+    meta: dict[str, dict]
+    records: pd.DataFrame
+    server_stats: pd.DataFrame
+    server_batches: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+
+
+def _require_pyarrow() -> None:
+    if pa is None:
+        raise UsageError(f"cannot read run directories: pyarrow is unusable ({_PYARROW_ERROR})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def read_run_json(run_dir: str | Path) -> dict:
+    """Read and validate ``RUN_DIR/run.json``.
+
+    Args:
+        run_dir: a run directory.
+
+    Returns:
+        The parsed metadata.
+
+    Raises:
+        UsageError: the directory or file is missing, is not JSON, or has an unknown
+            format or version, or lacks a required key.
+
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"run directory not found: {run_dir}")
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise UsageError(f"not a run directory (no run.json): {run_dir}")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"corrupt run.json: {path}: {_first_line(exc)}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise UsageError(f"not a tritonload run (format is not {FORMAT!r}): {path}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise UsageError(
+            f"unsupported run format_version {meta.get('format_version')!r} "
+            f"(this tritonload reads {FORMAT_VERSION}): {path}"
+        )
+    missing = [k for k in _REQUIRED_META if k not in meta]
+    if missing:
+        raise UsageError(f"run.json lacks {', '.join(missing)}: {path}")
+    load = meta["load"]
+    if not isinstance(load, dict) or "kind" not in load or "level" not in load:
+        raise UsageError(f"run.json 'load' must be {{'kind', 'level'}}: {path}")
+    return meta
+
+
+def _read_parquet(path: Path, columns: Sequence[str], dictionary: Sequence[str]) -> pa.Table:
+    try:
+        schema = pq.read_schema(path)
+        absent = [c for c in columns if c not in schema.names]
+        if absent:
+            raise UsageError(f"{path} lacks column(s) {', '.join(absent)}")
+        return pq.read_table(
+            path, columns=list(columns), read_dictionary=[c for c in dictionary if c in columns]
+        )
+    except UsageError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise UsageError(f"corrupt parquet file {path}: {_first_line(exc)}") from None
+
+
+def _to_string_dictionary(table: pa.Table, name: str) -> pa.Table:
+    """Make column ``name`` dictionary<int32, string>, whatever the file stored."""
+    i = table.schema.get_field_index(name)
+    col = table.column(i)
+    target = pa.dictionary(pa.int32(), pa.string())
+    if col.type != target:
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(pa.string())
+        col = pc.dictionary_encode(col.cast(pa.string()))
+        col = col.cast(target)
+    return table.set_column(i, name, col)
+
+
+def _constant_dictionary(value: str, n: int) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string())
+    )
+
+
+def _read_records(run_dir: Path, meta: dict) -> pa.Table:
+    req_dir = run_dir / "requests"
+    if not req_dir.is_dir():
+        raise UsageError(f"run directory has no requests/ folder: {run_dir}")
+    parts = sorted(req_dir.glob("*.parquet"))
+    tables = [_read_parquet(p, RECORD_COLUMNS, CATEGORICAL_COLUMNS) for p in parts]
+    if not tables:
+        log.warning("no request records in %s", req_dir)
+        schema = pa.schema(
+            [
+                ("intended_start_ns", pa.int64()),
+                ("latency_us", pa.float64()),
+                *[(c, pa.string()) for c in ("model", "protocol", "mode")],
+                ("ok", pa.bool_()),
+                ("error_kind", pa.string()),
+                ("bytes_sent", pa.int64()),
+                ("bytes_received", pa.int64()),
+            ]
+        )
+        tables = [schema.empty_table()]
+    out = []
+    for t in tables:
+        for c in CATEGORICAL_COLUMNS:
+            t = _to_string_dictionary(t, c)
+        n = t.num_rows
+        t = t.append_column("run_id", _constant_dictionary(str(meta["run_id"]), n))
+        t = t.append_column("load_kind", _constant_dictionary(str(meta["load"]["kind"]), n))
+        t = t.append_column(
+            "load_level", pa.array(np.full(n, float(meta["load"]["level"])), pa.float64())
+        )
+        out.append(t)
+    return pa.concat_tables(out)
+
+
+def _read_server_file(run_dir: Path, name: str, columns: Sequence[str], run_id: str,
+                      warnings: list[str]) -> pa.Table | None:
+    path = run_dir / name
+    if not path.is_file():
+        msg = f"{path} is missing: server-side metrics unavailable for run {run_id}"
+        log.warning(msg)
+        warnings.append(msg)
+        return None
+    t = _read_parquet(path, columns, ("model",))
+    t = _to_string_dictionary(t, "model")
+    return t.append_column("run_id", _constant_dictionary(run_id, t.num_rows))
+
+
+def _empty_frame(columns: Sequence[str]) -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series(dtype="int64") for c in columns})
+    for c in ("model", "run_id"):
+        frame[c] = pd.Categorical([])
+    return frame
+
+
+def _concat(tables: list[pa.Table], columns: Sequence[str]) -> pd.DataFrame:
+    present = [t for t in tables if t is not None]
+    tables.clear()  # drop the caller's references too, so self_destruct can free as it goes
+    if not present:
+        return _empty_frame([*columns, "run_id"])
+    table = pa.concat_tables(present).unify_dictionaries()
+    present.clear()
+    return table.to_pandas(self_destruct=True, split_blocks=True)
+
+
+def target_key(meta: dict) -> str:
+    """Return the identity of a run's target; every embedded server counts as one target."""
+    target = meta.get("target") or {}
+    if target.get("embedded"):
+        return "embedded"
+    return str(target.get("url", ""))
+
+
+def incompatibilities(metas: Sequence[dict], paths: Sequence[str | Path]) -> list[str]:
+    """List why runs must not be compared (empty when they may be).
+
+    Two runs are incompatible when their targets differ (all embedded servers count as the
+    same target, since each run starts its own on a free port) or when a model they both
+    served has a different served configuration (``max_batch_size``, ``dynamic_batching``,
+    ``instance_group``).
+
+    Args:
+        metas: parsed ``run.json`` of each run.
+        paths: the run directories, for the messages.
+
+    Returns:
+        One sentence per incompatibility, each naming both run directories.
+
+    """
+    problems: list[str] = []
+    if not metas:
+        return problems
+    ref, ref_path = metas[0], paths[0]
+    for meta, path in zip(metas[1:], paths[1:], strict=True):
+        if target_key(meta) != target_key(ref):
+            problems.append(
+                f"different targets: {target_key(ref)!r} ({ref_path}) vs "
+                f"{target_key(meta)!r} ({path})"
+            )
+        ref_models, models = ref.get("models") or {}, meta.get("models") or {}
+        for name in sorted(set(ref_models) & set(models)):
+            if ref_models[name] != models[name]:
+                problems.append(
+                    f"model {name!r} is served with a different config in {ref_path} and {path}"
+                )
+    return problems
+
+
+def ensure_compatible(
+    metas: Sequence[dict], paths: Sequence[str | Path], *, force: bool = False
+) -> list[str]:
+    """Refuse incompatible runs unless ``force``; see :func:`incompatibilities`.
+
+    Returns:
+        The warnings to keep when ``force`` let incompatible runs through.
+
+    Raises:
+        UsageError: the runs are incompatible and ``force`` is false.
+
+    """
+    problems = incompatibilities(metas, paths)
+    if problems and not force:
+        extra = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UsageError(f"runs are not comparable: {problems[0]}{extra}; pass --force to override")
+    warnings = []
+    for p in problems:
+        msg = f"compared despite incompatibility (--force): {p}"
+        log.warning(msg)
+        warnings.append(msg)
+    return warnings
+
+
+@contextmanager
+def _system_memory_pool() -> Iterator[None]:
+    """Allocate Arrow buffers with malloc while loading.
+
+    Arrow's default pool (mimalloc or jemalloc) keeps the memory freed by the Parquet decode
+    and the pandas conversion for itself, which numpy and pandas cannot reuse: about 0.7 GB
+    for ten million records. Buffers remember their pool, so switching back is safe.
+    """
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
+def load_runs(run_dirs: Iterable[str | Path], *, force: bool = False) -> RunSet:
+    """Load several run directories into one :class:`RunSet`.
+
+    Args:
+        run_dirs: run directories.
+        force: load runs whose key metadata are incompatible anyway (the reasons are kept in
+            ``RunSet.warnings``).
+
+    Returns:
+        The loaded runs.
+
+    Raises:
+        UsageError: no directory given, a directory or file is missing or corrupt, a run id
+            appears twice, or the runs are incompatible and ``force`` is false.
+
+    """
+    _require_pyarrow()
+    with _system_memory_pool():
+        return _load_runs([Path(p) for p in run_dirs], force=force)
+
+
+def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
+    """Load ``paths``; see :func:`load_runs`."""
+    if not paths:
+        raise UsageError("no run directory given")
+    metas = [read_run_json(p) for p in paths]
+    seen: dict[str, Path] = {}
+    for meta, path in zip(metas, paths, strict=True):
+        rid = str(meta["run_id"])
+        if rid in seen:
+            raise UsageError(f"run {rid} given twice: {seen[rid]} and {path}")
+        seen[rid] = path
+    warnings = ensure_compatible(metas, paths, force=force)
+
+    record_tables, stats_tables, batch_tables, rows = [], [], [], []
+    for meta, path in zip(metas, paths, strict=True):
+        rid = str(meta["run_id"])
+        rec = _read_records(path, meta)
+        if rec.num_rows:
+            ends = pc.add(
+                rec.column("intended_start_ns"),
+                pc.cast(pc.multiply(rec.column("latency_us"), 1000.0), pa.int64(), safe=False),
+            )
+            first = pc.min(rec.column("intended_start_ns")).as_py()
+            last = pc.max(ends).as_py()
+        else:
+            first = last = None
+        record_tables.append(rec)
+        stats_tables.append(
+            _read_server_file(path, "server_stats.parquet", SERVER_STATS_COLUMNS, rid, warnings)
+        )
+        batch_tables.append(
+            _read_server_file(path, "server_batches.parquet", SERVER_BATCHES_COLUMNS, rid,
+                              warnings)
+        )
+        rows.append(
+            {
+                "run_id": rid,
+                "path": str(path),
+                "mode": str(meta["mode"]),
+                "load_kind": str(meta["load"]["kind"]),
+                "load_level": float(meta["load"]["level"]),
+                "users": _int_or_none(meta.get("users")),
+                "max_in_flight": _int_or_none(meta.get("max_in_flight")),
+                "started_ns": _int_or_none(meta.get("started_ns")),
+                "ended_ns": _int_or_none(meta.get("ended_ns")),
+                "warmup_s": float(meta.get("warmup_s") or 0.0),
+                "target_url": str((meta.get("target") or {}).get("url", "")),
+                "embedded": bool((meta.get("target") or {}).get("embedded", False)),
+                "request_count": int(rec.num_rows),
+                "records_first_ns": first,
+                "records_last_ns": last,
+            }
+        )
+    del rec  # keep no reference to the Arrow tables, so converting them frees them
+    records = _concat(record_tables, [*RECORD_COLUMNS, *RUN_COLUMNS])
+    runs = pd.DataFrame(rows)
+    log.info("loaded %d runs, %d request records", len(runs), len(records))
+    return RunSet(
+        runs=runs,
+        meta={str(m["run_id"]): m for m in metas},
+        records=records,
+        server_stats=_concat(stats_tables, SERVER_STATS_COLUMNS),
+        server_batches=_concat(batch_tables, SERVER_BATCHES_COLUMNS),
+        warnings=warnings,
+    )
+
+
+def load_run(run_dir: str | Path) -> RunSet:
+    """Load one run directory (see :func:`load_runs`)."""
+    return load_runs([run_dir])
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

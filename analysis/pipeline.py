@@ -1,0 +1,111 @@
+"""Run every analysis step on a loaded :class:`~analysis.load.RunSet` (no drawing, no I/O)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from tritonload.errors import UsageError
+
+from . import batching, capacity, compare, metrics
+from .load import RunSet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Analysis:
+    """Every DataFrame the report shows, plus the parameters that produced them."""
+
+    runs: pd.DataFrame
+    windows: pd.DataFrame
+    requests: pd.DataFrame
+    errors: pd.DataFrame
+    server: pd.DataFrame
+    batch_hist: pd.DataFrame
+    breakdown: pd.DataFrame
+    cdf: pd.DataFrame
+    sync_async: pd.DataFrame
+    async_claim: dict
+    grpc_http: pd.DataFrame
+    batching: pd.DataFrame
+    curves: pd.DataFrame
+    limits: pd.DataFrame | None
+    plan: pd.DataFrame | None
+    params: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def analyze(
+    runset: RunSet,
+    *,
+    slo_p95_ms: float | None = None,
+    target_rps: float | None = None,
+    headroom: float = capacity.DEFAULT_HEADROOM,
+    max_error_rate: float = capacity.DEFAULT_MAX_ERROR_RATE,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Analysis:
+    """Compute all metrics, comparisons and the capacity plan for a run set.
+
+    Args:
+        runset: loaded runs (:func:`analysis.load.load_runs`).
+        slo_p95_ms: P95 objective in ms; without it no capacity limit is computed.
+        target_rps: rate to plan replicas for; needs ``slo_p95_ms``.
+        headroom: share of each replica's capacity kept free.
+        max_error_rate: highest acceptable error rate of a load level.
+        n_boot: bootstrap replicates per statistic.
+        seed: bootstrap seed.
+
+    Returns:
+        The analysis.
+
+    """
+    if not 0 <= headroom < 1:
+        raise UsageError(f"headroom must be in [0, 1), got {headroom}")
+    if slo_p95_ms is not None and not slo_p95_ms > 0:
+        raise UsageError(f"the P95 SLO must be > 0 ms, got {slo_p95_ms}")
+    if target_rps is not None and not target_rps > 0:
+        raise UsageError(f"the target rate must be > 0 req/s, got {target_rps}")
+    windows = metrics.steady_windows(runset.runs)
+    requests = metrics.request_metrics(runset.records, windows, runset.runs, n_boot=n_boot,
+                                       seed=seed)
+    server = metrics.server_metrics(runset.server_stats, windows)
+    hist = metrics.batch_histogram(runset.server_batches, windows)
+    svsa = compare.sync_vs_async(requests)
+    curves = capacity.capacity_curves(requests)
+    limits = plan = None
+    if slo_p95_ms is not None:
+        limits = capacity.max_throughput_under_slo(
+            curves, slo_p95_us=slo_p95_ms * 1000.0, max_error_rate=max_error_rate)
+        if target_rps is not None:
+            plan = capacity.capacity_plan(limits, target_rps, headroom)
+    elif target_rps is not None:
+        log.warning("--target-rps needs --slo-p95-ms; no replica plan")
+    warnings = list(runset.warnings)
+    if target_rps is not None and slo_p95_ms is None:
+        warnings.append("a target rate was given without a P95 SLO: no replica plan")
+    return Analysis(
+        runs=runset.runs,
+        windows=windows,
+        requests=requests,
+        errors=metrics.error_breakdown(runset.records, windows),
+        server=server,
+        batch_hist=hist,
+        breakdown=metrics.time_breakdown(requests, server),
+        cdf=metrics.latency_cdf(requests),
+        sync_async=svsa,
+        async_claim=compare.async_claim_check(svsa),
+        grpc_http=compare.grpc_vs_http(requests),
+        batching=batching.batching_comparison(requests, server),
+        curves=curves,
+        limits=limits,
+        plan=plan,
+        params={"slo_p95_ms": slo_p95_ms, "target_rps": target_rps, "headroom": headroom,
+                "max_error_rate": max_error_rate, "n_boot": n_boot, "seed": seed,
+                "warmup_fraction": metrics.WARMUP_FRACTION,
+                "warmup_cap_s": metrics.WARMUP_CAP_S, "confidence": metrics.CONFIDENCE},
+        warnings=warnings,
+    )

@@ -1,0 +1,197 @@
+"""Charts as PNG bytes (matplotlib, Agg canvas, no pyplot global state).
+
+Each function takes a DataFrame computed elsewhere and returns PNG bytes, or ``None`` when
+there is nothing to draw. No computation beyond selecting and ordering rows.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .metrics import ALL_MODELS
+
+_DPI = 100
+_MAX_LINES = 20
+_COLORS = [f"C{i}" for i in range(10)] + [
+    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173",
+    "#3182bd", "#31a354", "#756bb1", "#e6550d", "#636363",
+]
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _label(r: object, *cols: str) -> str:
+    return " ".join(str(getattr(r, c)) for c in cols)
+
+
+def _series(frame: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
+    groups = list(frame.groupby(keys, sort=True))
+    # Keep the aggregate last and cap the count so legends stay readable.
+    groups.sort(key=lambda kv: (kv[0][0] == ALL_MODELS, kv[0]))
+    return groups[:_MAX_LINES]
+
+
+def _style(i: int, key: tuple) -> dict:
+    return {"color": _COLORS[i % len(_COLORS)],
+            "linestyle": "--" if key[0] == ALL_MODELS else "-"}
+
+
+def _legend_outside(ax: object) -> None:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def throughput_vs_load(curves: pd.DataFrame) -> bytes | None:
+    """Throughput (with 95% interval bars) against load level, one panel per load kind."""
+    if curves.empty:
+        return None
+    kinds = sorted(curves["load_kind"].unique())
+    fig = Figure(figsize=(8.5 * len(kinds), 4.5), layout="constrained")
+    for i, kind in enumerate(kinds):
+        ax = fig.add_subplot(1, len(kinds), i + 1)
+        part = curves[curves["load_kind"] == kind]
+        for j, (key, g) in enumerate(_series(part, ["model", "protocol", "mode"])):
+            g = g.sort_values("load_level")
+            err = np.vstack([g["throughput_rps"] - g["throughput_lo"],
+                             g["throughput_hi"] - g["throughput_rps"]])
+            ax.errorbar(g["load_level"], g["throughput_rps"], yerr=np.nan_to_num(err),
+                        marker="o", markersize=4, capsize=3, label=" ".join(key),
+                        **_style(j, key))
+        ax.set_xlabel("concurrency (users × max in flight)" if kind == "concurrency"
+                      else "offered rate (req/s)")
+        ax.set_ylabel("throughput (ok req/s)")
+        ax.set_title(f"Throughput vs load ({kind})")
+        ax.grid(alpha=0.3)
+        _legend_outside(ax)
+    return _png(fig)
+
+
+def p95_vs_throughput(curves: pd.DataFrame, slo_p95_us: float | None = None,
+                      limits: pd.DataFrame | None = None) -> bytes | None:
+    """P95 against throughput (the knee), with the SLO line and the chosen capacity points."""
+    if curves.empty:
+        return None
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    drawn = set()
+    for j, (key, g) in enumerate(_series(curves, ["model", "protocol", "mode"])):
+        g = g.sort_values("load_level")
+        ax.plot(g["throughput_rps"], g["p95_us"] / 1000.0, marker="o", markersize=4,
+                label=" ".join(key), **_style(j, key))
+        drawn.add(tuple(key))
+    if slo_p95_us:
+        ax.axhline(slo_p95_us / 1000.0, color="red", linewidth=1, label="P95 SLO")
+    if limits is not None and not limits.empty:
+        ok = limits[limits["max_rps"].notna()]
+        ok = ok[[(m, p, md) in drawn for m, p, md in
+                 zip(ok["model"], ok["protocol"], ok["mode"], strict=True)]]
+        ax.scatter(ok["max_rps"], ok["p95_at_us"] / 1000.0, s=110, facecolors="none",
+                   edgecolors="black", zorder=5, label="max under SLO")
+    ax.set_xlabel("throughput (ok req/s)")
+    ax.set_ylabel("P95 latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title("P95 vs throughput (the knee)")
+    ax.grid(alpha=0.3, which="both")
+    _legend_outside(ax)
+    return _png(fig)
+
+
+def latency_cdf(cdf: pd.DataFrame) -> bytes | None:
+    """Latency CDF, one panel per mode, at the middle load level of that mode's sweep."""
+    if cdf.empty:
+        return None
+    modes = sorted(cdf["mode"].unique())
+    fig = Figure(figsize=(6.2 * len(modes), 4.2), layout="constrained")
+    for i, mode in enumerate(modes):
+        ax = fig.add_subplot(1, len(modes), i + 1)
+        part = cdf[cdf["mode"] == mode]
+        levels = sorted(part["load_level"].unique())
+        level = levels[len(levels) // 2]
+        part = part[part["load_level"] == level]
+        for j, (key, g) in enumerate(_series(part, ["model", "protocol"])):
+            ax.plot(g["latency_us"] / 1000.0, g["percentile"] / 100.0,
+                    label=f"{key[0]} {key[1]}", **_style(j, key))
+        unit = "in flight" if part["load_kind"].iloc[0] == "concurrency" else "req/s"
+        ax.set_xscale("log")
+        ax.set_xlabel("latency (ms)")
+        ax.set_ylabel("fraction of requests")
+        ax.set_title(f"Latency CDF: {mode} @ {level:g} {unit}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
+def batch_histograms(hist: pd.DataFrame) -> bytes | None:
+    """Share of executions per batch size, one panel per model (all runs together)."""
+    if hist.empty:
+        return None
+    data = hist.groupby(["model", "batch_size"])["executions"].sum().reset_index()
+    models = sorted(data["model"].unique())[:_MAX_LINES]
+    cols = min(3, len(models))
+    rows = int(np.ceil(len(models) / cols))
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows), layout="constrained")
+    for i, model in enumerate(models):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        g = data[data["model"] == model]
+        sizes = g["batch_size"].astype(int).to_numpy()
+        ax.bar(sizes, g["executions"] / g["executions"].sum(), color="tab:blue", width=0.8)
+        ax.set_xlim(0.3, max(int(sizes.max()), 2) + 0.7)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_title(model, fontsize=9)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("share of executions")
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("Batch-size histograms")
+    return _png(fig)
+
+
+def time_breakdown(breakdown: pd.DataFrame) -> bytes | None:
+    """Stacked bars of mean queue, compute and client-overhead time per model × protocol × mode.
+
+    Two panels: each curve's lowest load level (the intrinsic cost) and its highest (where
+    queueing shows).
+    """
+    b = breakdown[breakdown["model"].astype(str) != ALL_MODELS]
+    if b.empty:
+        b = breakdown
+    if b.empty:
+        return None
+    keys = ["model", "protocol", "mode"]
+    b = b.sort_values([*keys, "load_level"])
+    panels = [("lowest load", b.groupby(keys, sort=True).head(1)),
+              ("highest load", b.groupby(keys, sort=True).tail(1))]
+    n = min(len(panels[0][1]), 30)
+    fig = Figure(figsize=(12, 0.32 * n + 1.8), layout="constrained")
+    parts = [("queue", "queue_us", "tab:orange"),
+             ("compute input", "compute_input_us", "tab:olive"),
+             ("compute infer", "compute_infer_us", "tab:green"),
+             ("compute output", "compute_output_us", "tab:cyan"),
+             ("client overhead", "client_overhead_us", "tab:gray")]
+    for i, (title, rows) in enumerate(panels):
+        rows = rows.head(n)
+        ax = fig.add_subplot(1, 2, i + 1)
+        y = np.arange(len(rows))
+        left = np.zeros(len(rows))
+        for name, col, color in parts:
+            v = np.nan_to_num(rows[col].to_numpy(float).clip(min=0) / 1000.0)
+            ax.barh(y, v, left=left, label=name, color=color)
+            left += v
+        ax.set_yticks(y)
+        ax.set_yticklabels([_label(r, *keys) + f" @{r.load_level:g}"
+                            for r in rows.itertuples(index=False)], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("mean time per request (ms)")
+        ax.set_title(f"Where the time goes: {title}")
+        ax.grid(alpha=0.3, axis="x")
+        if i == 1:
+            _legend_outside(ax)
+    return _png(fig)

@@ -1,0 +1,616 @@
+"""Reports: ``report.json`` (every number), ``report.md`` and a self-contained ``report.html``.
+
+The JSON document is built first; Markdown and HTML are rendered from it through one list of
+sections, so the three formats always show the same numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tritonload.errors import UsageError
+
+from . import plots
+from .compare import IMPROVEMENT, NOT_SIGNIFICANT, REGRESSION
+from .metrics import ALL_MODELS
+from .pipeline import Analysis
+
+log = logging.getLogger(__name__)
+
+REPORT_FORMAT = "tritonload-report"
+REPORT_VERSION = 1
+
+# ---------------------------------------------------------------------------------------------
+# JSON document
+
+
+def _clean(value: object) -> object:
+    """Make a value JSON-safe: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_clean(v) for v in value.tolist()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    return str(value)
+
+
+def _records(frame: pd.DataFrame | None, drop_prefix: tuple[str, ...] = ("boot_",),
+             drop: tuple[str, ...] = ("cdf_us",)) -> list[dict]:
+    if frame is None or frame.empty:
+        return []
+    keep = [c for c in frame.columns if not c.startswith(drop_prefix) and c not in drop]
+    if "model" in frame.columns:  # models in order, the all-models aggregate last
+        order = [c for c in ("protocol", "mode", "load_kind", "load_level", "run_id")
+                 if c in frame.columns]
+        frame = frame.assign(_all=frame["model"].astype(str) == ALL_MODELS,
+                             _model=frame["model"].astype(str))
+        frame = frame.sort_values(["_all", "_model", *order], kind="stable")
+    return [_clean(r) for r in frame[keep].to_dict("records")]
+
+
+def report_data(analysis: Analysis) -> dict:
+    """Build the JSON report: every number the Markdown and HTML reports show, and more.
+
+    Args:
+        analysis: :func:`analysis.pipeline.analyze`.
+
+    Returns:
+        A JSON-serialisable dict (NaN becomes ``null``).
+
+    """
+    a = analysis
+    runs = a.runs.merge(a.windows, on="run_id", how="left")
+    data = {
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "parameters": _clean(a.params),
+        "warnings": list(a.warnings),
+        "runs": _records(runs),
+        "groups": _records(a.requests),
+        "errors": _records(a.errors),
+        "server": _records(a.server),
+        "batch_histogram": _records(a.batch_hist),
+        "time_breakdown": _records(a.breakdown),
+        "sync_vs_async": {
+            "pairs": _records(a.sync_async),
+            "claim": {**_clean(a.async_claim),
+                      "pairs": _records(pd.DataFrame(a.async_claim["pairs"]))},
+        },
+        "grpc_vs_http": _records(a.grpc_http),
+        "batching": _records(a.batching),
+        "capacity": {
+            "curves": _records(a.curves),
+            "limits": _records(a.limits),
+            "replicas": _records(a.plan),
+        },
+    }
+    data["headline"] = _headline(data)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting (shared by Markdown and HTML)
+
+
+def _na(x: object) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def fmt_rps(x: float | None) -> str:
+    """Format a rate in req/s."""
+    return "n/a" if _na(x) else f"{x:.1f}"
+
+
+def fmt_ms(us: float | None) -> str:
+    """Format a µs latency as ms."""
+    return "n/a" if _na(us) else f"{us / 1000.0:.2f}"
+
+
+def fmt_ratio(x: float | None) -> str:
+    """Format a ratio."""
+    return "n/a" if _na(x) else f"{x:.2f}×"
+
+
+def fmt_pct(x: float | None) -> str:
+    """Format a share as a percentage."""
+    return "n/a" if _na(x) else f"{x:.2%}"
+
+
+def fmt_num(x: float | None, digits: int = 2) -> str:
+    """Format a plain number."""
+    return "n/a" if _na(x) else f"{x:.{digits}f}"
+
+
+def fmt_ci(lo: float | None, hi: float | None, fmt=fmt_rps) -> str:
+    """Format a confidence interval."""
+    if _na(lo) or _na(hi):
+        return "n/a"
+    return f"[{fmt(lo)}, {fmt(hi)}]"
+
+
+def fmt_load(kind: str, level: float | str) -> str:
+    """Format a load level with its unit."""
+    if isinstance(level, str):
+        return level
+    unit = "in flight" if kind == "concurrency" else "req/s"
+    return f"{level:g} {unit}"
+
+
+def _group_label(r: dict) -> str:
+    return f"{r['model']} {r['protocol']} {r['mode']} @{fmt_load(r['load_kind'], r['load_level'])}"
+
+
+def _verdict_text(v: str) -> str:
+    return {IMPROVEMENT: "better", REGRESSION: "worse"}.get(v, v)
+
+
+def _span(rows: list[dict], key: str, verdict_key: str, better: str, worse: str) -> str:
+    values = [r[key] for r in rows if r[key] is not None]
+    if not values:
+        return "n/a"
+    lo, hi = min(values), max(values)
+    span = fmt_ratio(lo) if lo == hi else f"{fmt_ratio(lo)}–{fmt_ratio(hi)}"
+    counts = {v: sum(r[verdict_key] == v for r in rows)
+              for v in (IMPROVEMENT, REGRESSION, NOT_SIGNIFICANT)}
+    parts = [f"{better} in {counts[IMPROVEMENT]}", f"{worse} in {counts[REGRESSION]}",
+             f"not significant in {counts[NOT_SIGNIFICANT]}"]
+    n = len(rows)
+    return f"{span} over {n} pair{'s' if n > 1 else ''} ({', '.join(parts)})"
+
+
+def _model_order(name: str) -> tuple[bool, str]:
+    return (name == ALL_MODELS, name)
+
+
+def _headline(d: dict) -> list[str]:
+    lines: list[str] = []
+    runs, groups = d["runs"], d["groups"]
+    models = sorted({g["model"] for g in groups if g["model"] != ALL_MODELS})
+    levels = [fmt_load(k, v) for k, v in sorted({(r["load_kind"], r["load_level"])
+                                                  for r in runs})]
+    lines.append(
+        f"{len(runs)} run(s), "
+        f"{sum(g['requests'] for g in groups if g['model'] != ALL_MODELS):,} "
+        f"requests in steady windows; models: {', '.join(models) or 'none'}; "
+        f"protocols: {', '.join(sorted({g['protocol'] for g in groups})) or 'none'}; "
+        f"modes: {', '.join(sorted({g['mode'] for g in groups})) or 'none'}; "
+        f"load levels: {', '.join(levels) or 'none'}."
+    )
+    lines.append(d["sync_vs_async"]["claim"]["summary"])
+    p = d["parameters"]
+    cap = d["capacity"]
+    if p.get("slo_p95_ms") is None:
+        lines.append("No P95 SLO given (--slo-p95-ms): max load under an SLO not computed.")
+    else:
+        replicas = {(r["model"], r["protocol"], r["mode"], r["load_kind"]): r
+                    for r in cap["replicas"]}
+        by_model: dict[str, list[str]] = {}
+        for lim in cap["limits"]:
+            key = (lim["model"], lim["protocol"], lim["mode"], lim["load_kind"])
+            where = f"{lim['protocol']}/{lim['mode']}"
+            if lim["status"] == "slo never met":
+                text = f"{where} none (SLO never met)"
+            elif lim["status"] == "slo never crossed":
+                text = f"{where} ≥ {fmt_rps(lim['max_rps'])} req/s (SLO never crossed)"
+            else:
+                text = (f"{where} {fmt_rps(lim['max_rps'])} req/s at "
+                        f"{fmt_load(lim['load_kind'], lim['at_load_level'])}")
+            rep = replicas.get(key)
+            if rep is not None and rep["replicas"] is not None:
+                bound = "≤ " if rep["note"] else ""
+                text += f" → {bound}{rep['replicas']} replica(s)"
+            by_model.setdefault(lim["model"], []).append(text)
+        head = (f"Capacity = the highest measured ok req/s with P95 ≤ {p['slo_p95_ms']:g} ms "
+                f"and errors ≤ {fmt_pct(p['max_error_rate'])}")
+        if cap["replicas"]:
+            head += (f"; replicas for {p['target_rps']:g} req/s with {p['headroom']:.0%} "
+                     "headroom (arithmetic under Capacity)")
+        lines.append(head + ".")
+        for model in sorted(by_model, key=_model_order):
+            lines.append(f"Capacity of {model}: {'; '.join(by_model[model])}.")
+    for model in sorted({r["model"] for r in d["grpc_vs_http"]} - {ALL_MODELS}):
+        rows = [r for r in d["grpc_vs_http"] if r["model"] == model]
+        lines.append(
+            f"HTTP vs gRPC, {model} ({_bytes(rows[0]['mean_bytes_sent'])} sent, "
+            f"{_bytes(rows[0]['mean_bytes_received'])} received per request): throughput "
+            "ratio "
+            + _span(rows, "throughput_ratio", "throughput_verdict", "HTTP faster", "HTTP slower")
+            + "; P95 ratio "
+            + _span(rows, "p95_ratio", "p95_verdict", "HTTP lower", "HTTP higher") + ".")
+    for model in sorted({r["model"] for r in d["batching"]}):
+        rows = [r for r in d["batching"] if r["model"] == model]
+        batch_on = [r["mean_batch_on"] for r in rows if r["mean_batch_on"] is not None]
+        lines.append(
+            f"Dynamic batching, {model} vs {model}_nobatch: throughput gain "
+            f"{_span(rows, 'throughput_gain', 'throughput_verdict', 'a gain', 'a loss')}; "
+            f"P95 ratio {_span(rows, 'p95_ratio', 'p95_verdict', 'lower', 'higher')}"
+            + (f"; mean batch size {min(batch_on):.2f}–{max(batch_on):.2f} with batching"
+               if batch_on else "") + ".")
+    worst = max((g for g in groups if g["model"] != ALL_MODELS and g["error_rate"]),
+                key=lambda g: g["error_rate"], default=None)
+    if worst is None:
+        lines.append("No failed request in any steady window.")
+    else:
+        lines.append(f"Highest error rate: {fmt_pct(worst['error_rate'])} "
+                     f"({_group_label(worst)}).")
+    over = [b for b in d["time_breakdown"] if b["model"] != ALL_MODELS
+            and b["overhead_share"] is not None]
+    if over:
+        b = max(over, key=lambda b: b["overhead_share"])
+        lines.append(
+            f"Largest client overhead: {fmt_pct(b['overhead_share'])} of the mean latency "
+            f"({fmt_ms(b['client_overhead_us'])} of {fmt_ms(b['mean_latency_us'])} ms) for "
+            f"{_group_label(b)}: time spent outside Triton's queue and compute.")
+    lines.extend(f"Warning: {w}" for w in d["warnings"])
+    return lines
+
+
+def _bytes(x: float | None) -> str:
+    if _na(x):
+        return "n/a"
+    for unit, size in (("MB", 1e6), ("KB", 1e3)):
+        if x >= size:
+            return f"{x / size:.1f} {unit}"
+    return f"{x:.0f} B"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections: one description, two renderings
+
+
+def _sections(d: dict) -> list[dict]:
+    p = d["parameters"]
+    loads = {r["run_id"]: fmt_load(r["load_kind"], r["load_level"]) for r in d["runs"]}
+    s: list[dict] = []
+    s.append({"title": "Runs", "paragraphs": [
+        "Steady window: requests count when they complete inside it. Warm-up dropped: "
+        "`warmup_s` from run.json when > 0, else the first "
+        f"{p['warmup_fraction']:.0%} of the run capped at {p['warmup_cap_s']:g} s; the last "
+        "partial second is dropped too."],
+        "table": (["run", "mode", "load", "users", "max in flight", "window (s)",
+                   "warm-up dropped (s)", "rule", "records"],
+                  [[r["run_id"], r["mode"], fmt_load(r["load_kind"], r["load_level"]),
+                    "n/a" if r["users"] is None else str(r["users"]),
+                    "n/a" if r["max_in_flight"] is None else str(r["max_in_flight"]),
+                    fmt_num(r["duration_s"], 1), fmt_num(r["warmup_dropped_s"], 1),
+                    r["warmup_rule"], str(r["request_count"])] for r in d["runs"]])})
+    s.append({"title": "Throughput and latency", "paragraphs": [
+        "Throughput: successful requests per second of steady window. Latency: exact "
+        "percentiles of successful requests (ms, from raw µs). Brackets: bootstrap 95% "
+        "intervals."],
+        "table": (["model", "protocol", "mode", "load", "ok req/s", "95% CI", "P50 ms",
+                   "P90 ms", "P95 ms", "P95 95% CI", "P99 ms", "P99.9 ms", "max ms",
+                   "errors"],
+                  [[g["model"], g["protocol"], g["mode"],
+                    fmt_load(g["load_kind"], g["load_level"]), fmt_rps(g["throughput_rps"]),
+                    fmt_ci(g["throughput_lo"], g["throughput_hi"]), fmt_ms(g["p50_us"]),
+                    fmt_ms(g["p90_us"]), fmt_ms(g["p95_us"]),
+                    fmt_ci(g["p95_lo_us"], g["p95_hi_us"], fmt_ms), fmt_ms(g["p99_us"]),
+                    fmt_ms(g["p99_9_us"]), fmt_ms(g["max_us"]), fmt_pct(g["error_rate"])]
+                   for g in d["groups"]]),
+        "images": ["throughput_vs_load", "latency_cdf"]})
+    if d["errors"]:
+        s.append({"title": "Errors by kind", "paragraphs": [],
+                  "table": (["model", "protocol", "mode", "load", "kind", "count", "rate"],
+                            [[e["model"], e["protocol"], e["mode"], loads[e["run_id"]],
+                              e["error_kind"], str(e["count"]), fmt_pct(e["rate"])]
+                             for e in d["errors"]])})
+    s.append(_capacity_section(d))
+    claim = d["sync_vs_async"]["claim"]
+    s.append({"title": "Sync vs async", "paragraphs": [
+        claim["summary"],
+        "Ratios are async ÷ sync at equal load level (for closed loop: equal concurrency, "
+        "users × max in flight); an interval containing 1 is not significant."],
+        "table": (["model", "protocol", "load", "sync req/s", "async req/s", "throughput ratio",
+                   "95% CI", "P95 sync ms", "P95 async ms", "P95 ratio", "95% CI",
+                   "claim: throughput", "claim: P95", "claim"],
+                  [[r["model"], r["protocol"], fmt_load(r["load_kind"], r["load_level"]),
+                    fmt_rps(r["throughput_a"]), fmt_rps(r["throughput_b"]),
+                    fmt_ratio(r["throughput_ratio"]),
+                    fmt_ci(r["throughput_ratio_lo"], r["throughput_ratio_hi"], fmt_ratio),
+                    fmt_ms(r["p95_a_us"]), fmt_ms(r["p95_b_us"]), fmt_ratio(r["p95_ratio"]),
+                    fmt_ci(r["p95_ratio_lo"], r["p95_ratio_hi"], fmt_ratio),
+                    r["throughput_part"], r["p95_part"], r["verdict"]]
+                   for r in claim["pairs"]])})
+    s.append({"title": "gRPC vs HTTP", "paragraphs": [
+        "Ratios are HTTP ÷ gRPC at equal mode and load, ordered by request payload size."],
+        "table": (["model", "mode", "load", "sent/req", "received/req", "gRPC req/s",
+                   "HTTP req/s", "throughput ratio", "95% CI", "verdict", "P95 gRPC ms",
+                   "P95 HTTP ms", "P95 ratio", "95% CI", "verdict"],
+                  [[r["model"], r["mode"], fmt_load(r["load_kind"], r["load_level"]),
+                    _bytes(r["mean_bytes_sent"]), _bytes(r["mean_bytes_received"]),
+                    fmt_rps(r["throughput_a"]), fmt_rps(r["throughput_b"]),
+                    fmt_ratio(r["throughput_ratio"]),
+                    fmt_ci(r["throughput_ratio_lo"], r["throughput_ratio_hi"], fmt_ratio),
+                    _verdict_text(r["throughput_verdict"]), fmt_ms(r["p95_a_us"]),
+                    fmt_ms(r["p95_b_us"]), fmt_ratio(r["p95_ratio"]),
+                    fmt_ci(r["p95_ratio_lo"], r["p95_ratio_hi"], fmt_ratio),
+                    _verdict_text(r["p95_verdict"])] for r in d["grpc_vs_http"]])})
+    s.append({"title": "Dynamic batching on vs off", "paragraphs": [
+        "`<model>` (batching on) against `<model>_nobatch`. Ratios are on ÷ off; mean batch "
+        "size = Σinference ÷ Σexecution; queue and compute are server means per request."],
+        "table": (["model", "protocol", "mode", "load", "req/s on", "req/s off", "gain",
+                   "95% CI", "verdict", "P95 on ms", "P95 off ms", "P95 ratio", "95% CI", "verdict",
+                   "batch on", "batch off", "queue on", "queue off", "compute on",
+                   "compute off"],
+                  [[r["model"], r["protocol"], r["mode"],
+                    fmt_load(r["load_kind"], r["load_level"]), fmt_rps(r["throughput_on"]),
+                    fmt_rps(r["throughput_off"]), fmt_ratio(r["throughput_gain"]),
+                    fmt_ci(r["throughput_gain_lo"], r["throughput_gain_hi"], fmt_ratio),
+                    _verdict_text(r["throughput_verdict"]), fmt_ms(r["p95_on_us"]),
+                    fmt_ms(r["p95_off_us"]), fmt_ratio(r["p95_ratio"]),
+                    fmt_ci(r["p95_ratio_lo"], r["p95_ratio_hi"], fmt_ratio),
+                    _verdict_text(r["p95_verdict"]), fmt_num(r["mean_batch_on"]),
+                    fmt_num(r["mean_batch_off"]), fmt_ms(r["queue_on_us"]),
+                    fmt_ms(r["queue_off_us"]), fmt_ms(r["compute_on_us"]),
+                    fmt_ms(r["compute_off_us"])] for r in d["batching"]]),
+        "images": ["batch_histograms"]})
+    s.append({"title": "Where the time goes", "paragraphs": [
+        "Mean per successful request, ms. Client overhead = client mean latency − Triton's "
+        "queue + compute time: serialisation, network, the HTTP/gRPC front end and the "
+        "client. A large share here is the signature of a model that is fast locally but "
+        "slow behind Triton. 'shared': the run sent this model over several protocols or "
+        "modes, whose server statistics cannot be told apart."],
+        "table": (["model", "protocol", "mode", "load", "client mean", "queue",
+                   "compute input", "compute infer", "compute output", "client overhead",
+                   "overhead share", "server stats"],
+                  [[b["model"], b["protocol"], b["mode"],
+                    fmt_load(b["load_kind"], b["load_level"]), fmt_ms(b["mean_latency_us"]),
+                    fmt_ms(b["queue_us"]), fmt_ms(b["compute_input_us"]),
+                    fmt_ms(b["compute_infer_us"]), fmt_ms(b["compute_output_us"]),
+                    fmt_ms(b["client_overhead_us"]), fmt_pct(b["overhead_share"]),
+                    "shared" if b["server_shared"] else "own"] for b in d["time_breakdown"]]),
+        "images": ["time_breakdown"]})
+    s.append({"title": "Method", "paragraphs": [
+        "Percentiles: numpy linear interpolation over every raw µs latency of the steady "
+        "window (never Locust's rounded buckets). Intervals: 95% percentile bootstrap, "
+        f"{p['n_boot']} replicates, seed {p['seed']}; throughput by resampling per-second "
+        "counts, percentiles by an exact order-statistic bootstrap. A ratio whose interval "
+        "contains 1 (a difference whose interval contains 0) is labelled not significant "
+        "and never called a win. See docs/capacity-planning.md."]})
+    return s
+
+
+def _capacity_section(d: dict) -> dict:
+    p, cap = d["parameters"], d["capacity"]
+    paras: list[str] = []
+    table = None
+    if p.get("slo_p95_ms") is None:
+        paras.append("No P95 SLO was given (`--slo-p95-ms`), so no maximum load is computed. "
+                     "The curves below are still the measured throughput–latency trade-off.")
+    else:
+        paras.append(
+            f"Objective: P95 ≤ {p['slo_p95_ms']:g} ms and error rate ≤ "
+            f"{fmt_pct(p['max_error_rate'])}. Load levels are walked upwards; the maximum is "
+            "the best throughput before the first level that breaks the objective. Never "
+            "extrapolated.")
+        replicas = {(r["model"], r["protocol"], r["mode"], r["load_kind"]): r
+                    for r in cap["replicas"]}
+        if cap["replicas"]:
+            paras.append(
+                f"Replicas for a target of {p['target_rps']:g} req/s with "
+                f"{p['headroom']:.0%} headroom = ceil(target ÷ (max ok req/s × "
+                "(1 − headroom))), written out per row.")
+        paras.extend(f"{lim['model']} ({lim['protocol']}, {lim['mode']}): {lim['explanation']}"
+                     for lim in cap["limits"] if lim["status"] != "found")
+        headers = ["model", "protocol", "mode", "status", "max ok req/s", "at load",
+                   "P95 there ms", "errors there", "first violation"]
+        if cap["replicas"]:
+            headers += ["replicas", "arithmetic"]
+        rows = []
+        for lim in cap["limits"]:
+            violation = ("none" if not lim["violation"] else
+                         f"{fmt_load(lim['load_kind'], lim['first_violation_level'])}: "
+                         f"{lim['violation']}")
+            row = [lim["model"], lim["protocol"], lim["mode"], lim["status"],
+                   fmt_rps(lim["max_rps"]),
+                   "n/a" if _na(lim["at_load_level"]) else
+                   fmt_load(lim["load_kind"], lim["at_load_level"]),
+                   fmt_ms(lim["p95_at_us"]), fmt_pct(lim["error_rate_at"]), violation]
+            if cap["replicas"]:
+                rep = replicas.get((lim["model"], lim["protocol"], lim["mode"],
+                                    lim["load_kind"]))
+                if rep is None or rep["replicas"] is None:
+                    row += ["n/a", rep["note"] if rep else ""]
+                else:
+                    row += [("≤ " if rep["note"] else "") + str(rep["replicas"]),
+                            rep["arithmetic"]]
+            rows.append(row)
+        table = (headers, rows)
+    return {"title": "Capacity", "paragraphs": paras, "table": table,
+            "images": ["p95_vs_throughput"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Renderers
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Render a Markdown table."""
+    out = ["| " + " | ".join(_md_cell(h) for h in headers) + " |",
+           "|" + "|".join("---" for _ in headers) + "|"]
+    out.extend("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows)
+    return "\n".join(out)
+
+
+def render_markdown(data: dict) -> str:
+    """Render the report as Markdown (charts are in the HTML report)."""
+    out = ["# tritonload capacity report", "", f"Generated {data['generated_at']}.", "",
+           "## Summary", ""]
+    out.extend(f"- {line}" for line in data["headline"])
+    for sec in _sections(data):
+        out += ["", f"## {sec['title']}", ""]
+        for para in sec["paragraphs"]:
+            out += [para, ""]
+        table = sec.get("table")
+        if table and table[1]:
+            out += [markdown_table(*table), ""]
+        elif table is not None:
+            out += ["No data.", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _html_inline(text: str) -> str:
+    escaped = html.escape(text)
+    parts = escaped.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _html_table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td class='{_cell_class(c)}'>{html.escape(c)}</td>" for c in row)
+        + "</tr>" for row in rows)
+    return (f"<div class='scroll'><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def _cell_class(text: str) -> str:
+    cls = {"better": "good", "worse": "bad", NOT_SIGNIFICANT: "ns", "confirmed": "good",
+           "not confirmed": "bad", "exceeded": "good"}.get(text, "")
+    numeric = text[:1].isdigit() or text[:1] in "[-+≤" or text == "n/a"
+    return f"{cls} {'' if numeric else 't'}".strip()
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px auto;
+max-width:1180px;color:#1d2330;line-height:1.45;padding:0 16px}
+h1{font-size:26px;margin-bottom:4px}h2{font-size:20px;margin-top:32px;border-bottom:1px solid
+#d7dbe3;padding-bottom:4px}.meta{color:#667}
+.summary{background:#f3f6fb;border:1px solid #d7dbe3;border-radius:6px;padding:8px 16px}
+.summary li{margin:4px 0}.warn{color:#a33}
+table{border-collapse:collapse;font-size:12.5px;margin:8px 0}
+th,td{border:1px solid #d7dbe3;padding:3px 7px;text-align:right;white-space:nowrap}
+th{background:#eef1f6}td:first-child,th:first-child{text-align:left}
+td.t{text-align:left;white-space:normal;min-width:60px}
+.scroll{overflow-x:auto}td.good{color:#17733a;font-weight:600}td.bad{color:#b3261e;
+font-weight:600}td.ns{color:#777}img{max-width:100%;margin:8px 0;border:1px solid #eee}
+code{background:#f0f0f0;padding:0 3px;border-radius:3px}
+"""
+
+
+def render_html(data: dict, images: dict[str, bytes | None]) -> str:
+    """Render the report as one self-contained HTML page (PNG charts embedded as base64)."""
+    body = ["<h1>tritonload capacity report</h1>",
+            f"<p class='meta'>Generated {html.escape(data['generated_at'])} · "
+            f"{len(data['runs'])} run(s)</p>",
+            "<h2>Summary</h2><div class='summary'><ul>"]
+    body += [f"<li class='{'warn' if line.startswith('Warning') else ''}'>"
+             f"{_html_inline(line)}</li>" for line in data["headline"]]
+    body.append("</ul></div>")
+    for sec in _sections(data):
+        body.append(f"<h2>{html.escape(sec['title'])}</h2>")
+        body += [f"<p>{_html_inline(p)}</p>" for p in sec["paragraphs"]]
+        table = sec.get("table")
+        if table and table[1]:
+            body.append(_html_table(*table))
+        elif table is not None:
+            body.append("<p><em>No data.</em></p>")
+        for key in sec.get("images", []):
+            png = images.get(key)
+            if png:
+                b64 = base64.b64encode(png).decode("ascii")
+                body.append(f"<img alt='{key}' src='data:image/png;base64,{b64}'>")
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            "<title>tritonload capacity report</title>"
+            f"<style>{_CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n")
+
+
+def render_images(analysis: Analysis) -> dict[str, bytes | None]:
+    """Draw every chart of the report."""
+    slo = analysis.params.get("slo_p95_ms")
+    return {
+        "throughput_vs_load": plots.throughput_vs_load(analysis.curves),
+        "p95_vs_throughput": plots.p95_vs_throughput(
+            analysis.curves, slo * 1000.0 if slo else None, analysis.limits),
+        "latency_cdf": plots.latency_cdf(analysis.cdf),
+        "batch_histograms": plots.batch_histograms(analysis.batch_hist),
+        "time_breakdown": plots.time_breakdown(analysis.breakdown),
+    }
+
+
+def write_report(analysis: Analysis, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md`` and ``report.html`` into ``out_dir``.
+
+    Args:
+        analysis: :func:`analysis.pipeline.analyze`.
+        out_dir: output directory (created if needed).
+
+    Returns:
+        ``{"json": path, "md": path, "html": path}``.
+
+    Raises:
+        UsageError: the directory cannot be created or written.
+
+    """
+    out = Path(out_dir)
+    data = report_data(analysis)
+    images = render_images(analysis)
+    paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        paths["json"].write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+        paths["md"].write_text(render_markdown(data))
+        paths["html"].write_text(render_html(data, images))
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    log.info("report written to %s", out)
+    return paths
+
+
+def compare_markdown(table: pd.DataFrame, label_a: str, label_b: str) -> str:
+    """Render :func:`analysis.compare.compare_runs` as a Markdown table plus a verdict line."""
+    if table.empty:
+        return f"No group of {label_a} matches a group of {label_b}.\n"
+    rows = []
+    for r in table.to_dict("records"):
+        if r["kind"] == "ratio":
+            fmt = fmt_rps if r["metric"] == "throughput_rps" else fmt_ms
+            change = "n/a" if _na(r["change"]) else f"{r['change']:+.1%}"
+            ci = ("n/a" if _na(r["change_lo"]) else
+                  f"[{r['change_lo']:+.1%}, {r['change_hi']:+.1%}]")
+        else:
+            fmt = fmt_pct
+            change = "n/a" if _na(r["change"]) else f"{r['change'] * 100:+.2f} pp"
+            ci = ("n/a" if _na(r["change_lo"]) else
+                  f"[{r['change_lo'] * 100:+.2f}, {r['change_hi'] * 100:+.2f}] pp")
+        metric = {"throughput_rps": "ok req/s", "p50_us": "P50 ms", "p95_us": "P95 ms",
+                  "p99_us": "P99 ms", "error_rate": "error rate"}[r["metric"]]
+        flag = {IMPROVEMENT: "**improvement**", REGRESSION: "**REGRESSION**"}.get(
+            r["verdict"], r["verdict"])
+        rows.append([r["model"], r["protocol"], r["mode"],
+                     fmt_load(r["load_kind"], r["load_level"]), metric, fmt(r["a"]),
+                     fmt(r["b"]), change, ci, flag])
+    text = markdown_table(["model", "protocol", "mode", "load", "metric", f"A ({label_a})",
+                           f"B ({label_b})", "change", "95% CI", "verdict"], rows)
+    n_reg = int((table["verdict"] == REGRESSION).sum())
+    n_imp = int((table["verdict"] == IMPROVEMENT).sum())
+    text += (f"\n\n{n_reg} significant regression(s), {n_imp} significant improvement(s); "
+             "the rest are not significant at 95%.\n")
+    if not table["load_matched"].all():
+        text += "Note: the runs have different load levels; groups matched without it.\n"
+    return text
