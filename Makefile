@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/tritonload probe
+	$(BIN)/tritonload bench --output reports/demo --force
 
 test: setup
 	$(BIN)/pytest
