@@ -48,7 +48,8 @@ class Matrix:
         def check(name: str, values: tuple, allowed: tuple) -> None:
             bad = [v for v in values if v not in allowed]
             if bad or not values:
-                raise UsageError(f"bench {name}: {bad or 'empty'}; choose from {', '.join(allowed)}")
+                raise UsageError(
+                    f"bench {name}: {bad or 'empty'}; choose from {', '.join(allowed)}")
 
         check("protocols", self.protocols, ("grpc", "http"))
         check("batching", self.batching, ("on", "off"))

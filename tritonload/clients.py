@@ -27,7 +27,7 @@ def enable_grpc_gevent() -> None:
 
 
 def client_module(protocol: str) -> Any:
-    """tritonclient's module for a protocol."""
+    """Tritonclient's module for a protocol."""
     if protocol == "grpc":
         import tritonclient.grpc as module
     else:
@@ -36,7 +36,7 @@ def client_module(protocol: str) -> Any:
 
 
 def build_inputs(module: Any, entry: Mapping[str, np.ndarray]) -> list[Any]:
-    """tritonclient InferInput objects holding one payload entry as binary tensors."""
+    """Tritonclient InferInput objects holding one payload entry as binary tensors."""
     from tritonclient.utils import np_to_triton_dtype
 
     inputs = []

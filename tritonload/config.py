@@ -5,9 +5,9 @@ Bad values fail at construction with a one-line `UsageError`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 from tritonload.errors import UsageError
 

@@ -41,7 +41,8 @@ class ModelMix:
             try:
                 items.append((model.strip(), float(weight) if weight else 1.0))
             except ValueError:
-                raise UsageError(f"bad mix entry {part.strip()!r}: weight is not a number") from None
+                raise UsageError(
+                    f"bad mix entry {part.strip()!r}: weight is not a number") from None
         return cls(tuple(items))
 
     @property

@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from tritonclient.utils import triton_to_np_dtype
@@ -75,7 +76,7 @@ class Payload:
 
 
 def _nbytes(array: np.ndarray) -> int:
-    if array.dtype == object:
+    if array.dtype.kind == "O":
         return sum(4 + len(_as_bytes(v)) for v in array.reshape(-1))
     return int(array.nbytes)
 
@@ -87,7 +88,7 @@ def _as_bytes(value: object) -> bytes:
 # -- shapes --------------------------------------------------------------------------------
 
 def parse_shape_override(text: str) -> tuple[str, str, tuple[int, ...]]:
-    """Parse ``MODEL.INPUT=D1,D2`` (dims without the batch dim), e.g. text_classifier.input_ids=128."""
+    """Parse ``MODEL.INPUT=D1,D2`` (dims without the batch dim): text_classifier.input_ids=128."""
     target, sep, dims = text.partition("=")
     model, dot, name = target.partition(".")
     try:
@@ -114,7 +115,8 @@ def resolve_shape(info: ModelInfo, tensor: TensorInfo, override: tuple[int, ...]
 
 def _check_shape(info: ModelInfo, tensor: TensorInfo, shape: tuple[int, ...]) -> None:
     expected = list(tensor.shape)
-    ok = len(shape) == len(expected) and all(e < 0 or e == s for e, s in zip(expected, shape))
+    ok = len(shape) == len(expected) and all(
+        e < 0 or e == s for e, s in zip(expected, shape, strict=True))
     if not ok:
         raise UsageError(
             f"{info.name}: input {tensor.name!r} shape mismatch: expected {expected} "
@@ -154,7 +156,7 @@ def generate_payload(
 
 def _generate(tensor: TensorInfo, shape: tuple, fill: str, rng: np.random.Generator) -> np.ndarray:
     dtype = tensor.numpy_dtype
-    if dtype == object:
+    if dtype.kind == "O":
         words = ["tritonload"] * int(np.prod(shape)) if fill == "zeros" else [
             f"w{v}" for v in rng.integers(0, 1000, int(np.prod(shape)))]
         return np.array([w.encode() for w in words], dtype=object).reshape(shape)
@@ -244,7 +246,7 @@ def _parse_value(info: ModelInfo, tensor: TensorInfo, value: object, where: str)
 
 def _decode_list(values: list, dtype: np.dtype, where: str) -> np.ndarray:
     flat = np.array(values, dtype=object).reshape(-1)
-    if dtype == object:
+    if dtype.kind == "O":
         return np.array([_as_bytes(v) for v in flat], dtype=object)
     try:
         return flat.astype(dtype)
@@ -257,7 +259,7 @@ def _decode_b64(text: object, dtype: np.dtype, where: str) -> np.ndarray:
         raw = base64.b64decode(str(text), validate=True)
     except ValueError:
         raise UsageError(f"{where}: b64 is not valid base64") from None
-    if dtype != object:
+    if dtype.kind != "O":
         if len(raw) % dtype.itemsize:
             raise UsageError(f"{where}: {len(raw)} bytes is not a whole number of {dtype.name}")
         return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype)

@@ -113,7 +113,7 @@ class Recorder:
         latencies = self._columns["latency_us"][self._live_from:]
         oks = self._columns["ok"][self._live_from:]
         self._live_from = len(self._columns["ok"])
-        return [v for v, ok in zip(latencies, oks) if ok], oks.count(False)
+        return [v for v, ok in zip(latencies, oks, strict=True) if ok], oks.count(False)
 
     def percentile_ms(self, model: str, percentile: float) -> float | None:
         """Live percentile (ms) of a model's successful requests, from its HDR histogram."""

@@ -74,7 +74,7 @@ class UserSettings:
 
 
 def add_options(parser: Any) -> None:
-    """tritonload's Locust command-line options."""
+    """Tritonload's Locust command-line options."""
     group = parser.add_argument_group("tritonload")
     group.add_argument("--mix", default=None, metavar="MODEL:W,...",
                        help="weighted model mix, e.g. text_classifier:5,recommender:3")
@@ -408,10 +408,9 @@ class LoadSession:
             "run_id": self._run_id,
             "tool_versions": tool_versions(),
             "scenario": self._scenario,
-            "target": {"url": self.target.describe(),
-                       "http_url": self.target.url("http") if self.target.supports("http") else None,
-                       "grpc_url": self.target.url("grpc") if self.target.supports("grpc") else None,
-                       "embedded": self.target.embedded},
+            "target": {"url": self.target.describe(), "embedded": self.target.embedded,
+                       **{f"{p}_url": self.target.url(p) if self.target.supports(p) else None
+                          for p in ("http", "grpc")}},
             "protocols": sorted({c.protocol for c in self._settings}),
             "mode": modes[0] if len(modes) == 1 else "mixed",
             "max_in_flight": in_flight,

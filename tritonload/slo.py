@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -122,8 +123,11 @@ class SloGate:
         self.verdicts: list[Verdict] = []
 
     def register(self, environment: Any) -> SloGate:
-        """Hook ``quitting``. Register before the listener that finalises the records:
-        Locust fires ``quitting`` in reverse order of registration."""
+        """Hook ``quitting``.
+
+        Register it before the listener that finalises the records: Locust fires
+        ``quitting`` in reverse order of registration.
+        """
         environment.events.quitting.add_listener(self.on_quitting)
         return self
 

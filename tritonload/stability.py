@@ -37,7 +37,7 @@ class StabilityRule:
         if len(self.history) < self.windows:
             return False
         recent = self.history[-self.windows:]
-        for values in zip(*recent):
+        for values in zip(*recent, strict=True):
             mean = sum(values) / len(values)
             if not mean > 0 or any(abs(v - mean) > self.tolerance * mean for v in values):
                 return False

@@ -43,8 +43,8 @@ class ServerConfig:
 
     def pbtxt(self) -> str:
         """The config.pbtxt lines this configuration sets."""
-        preferred = (f"  preferred_batch_size: [ {', '.join(map(str, self.preferred_batch_sizes))} ]\n"
-                     if self.preferred_batch_sizes else "")
+        sizes = ", ".join(map(str, self.preferred_batch_sizes))
+        preferred = f"  preferred_batch_size: [ {sizes} ]\n" if sizes else ""
         # No `kind`: Triton then places instances on the GPUs when there are any.
         return (f"instance_group [ {{ count: {self.instances} }} ]\n"
                 f"dynamic_batching {{\n{preferred}"

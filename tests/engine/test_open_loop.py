@@ -1,4 +1,4 @@
-"""Open loop against a saturated server: latency from the scheduled time grows, closed loop hides it."""
+"""Open loop on a saturated server: latency from the scheduled time grows; closed loop hides it."""
 
 from __future__ import annotations
 

@@ -103,7 +103,7 @@ def test_generated_payload_round_trips_through_perf_analyzer_format(tmp_path):
     for b64 in (False, True):
         path = write(tmp_path, payload_document(payload, TEXT, b64=b64), f"rt{b64}.json")
         again = load_payload_file(path, TEXT)
-        for a, b in zip(payload.entries, again.entries):
+        for a, b in zip(payload.entries, again.entries, strict=True):
             for name in a:
                 np.testing.assert_array_equal(a[name], b[name])
 

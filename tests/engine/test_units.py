@@ -80,14 +80,16 @@ class FakeRpcError(grpc.RpcError):
     (InferenceServerException("Request for unknown model: 'x' is not found", status="404"),
      "model_not_found"),
     (InferenceServerException("unexpected shape for input 'a' for model 'm'. Expected [-1,64], "
-                              "got [1,63]", status="StatusCode.INVALID_ARGUMENT"), "shape_mismatch"),
+                              "got [1,63]", status="StatusCode.INVALID_ARGUMENT"),
+     "shape_mismatch"),
     (InferenceServerException("inference input 'a' data-type is 'FP64', but model 'm' expects "
                               "'FP32'", status="400"), "invalid_input"),
     (InferenceServerException("Deadline Exceeded", status="StatusCode.DEADLINE_EXCEEDED"),
      "timeout"),
     (InferenceServerException("failed to connect to all addresses",
                               status="StatusCode.UNAVAILABLE"), "unavailable"),
-    (InferenceServerException("Request for model 'm' is not ready", status="StatusCode.UNAVAILABLE"),
+    (InferenceServerException("Request for model 'm' is not ready",
+                              status="StatusCode.UNAVAILABLE"),
      "model_not_ready"),
     (InferenceServerException("out of memory", status="StatusCode.INTERNAL"), "resource_exhausted"),
     (InferenceServerException("boom", status="500"), "server_error"),

@@ -55,7 +55,8 @@ def test_busy_port_is_one_clear_error():
 def test_failed_model_load_is_reported():
     broken = ModelSpec(name="broken", function="no_such_function", inputs=TINY.inputs,
                        outputs=TINY.outputs, max_batch_size=8)
-    with pytest.raises(ServerError, match="model .broken. failed to load: Internal: KeyError: .no_such_function."):
+    expected = "model .broken. failed to load: Internal: KeyError: .no_such_function."
+    with pytest.raises(ServerError, match=expected):
         EmbeddedTriton(models=[broken], ports=Ports(*free_ports())).start()
 
 

@@ -9,8 +9,8 @@ import tritonclient.http as httpclient
 from gevent.pool import Pool
 
 from tritonload.admin import TritonAdmin
-from tritonload.payloads import ModelInfo, generate_payload
 from tritonload.clients import build_inputs
+from tritonload.payloads import ModelInfo, generate_payload
 from tritonload.server.fleet import DEMO_SHAPES, demo_fleet
 from tritonload.server.model_code.demo_functions import FUNCTIONS
 
@@ -88,8 +88,8 @@ def test_dynamic_batching_forms_batches_and_twin_does_not(admin, target, name):
     try:
         for model in (name, name + "_nobatch"):
             before = _batch_histogram(admin, model)
-            Pool(16).map(lambda c: [c.infer(model, build_inputs(module, entry)) for _ in range(6)],
-                         clients)
+            inputs = build_inputs(module, entry)
+            Pool(16).map(lambda c, m=model, x=inputs: [c.infer(m, x) for _ in range(6)], clients)
             after = _batch_histogram(admin, model)
             delta = {b: after[b] - before.get(b, 0) for b in after if after[b] != before.get(b, 0)}
             assert sum(b * n for b, n in delta.items()) == 16 * 6

@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         for i, cell in enumerate(cells, 1):
             run_dir = out / "runs" / cell.name
             done = time.monotonic() - started
-            eta = f", about {done / (i - 1) * (len(cells) - i + 1) / 60:.1f} min left" if i > 1 else ""
+            left_min = done / (i - 1) * (len(cells) - i + 1) / 60 if i > 1 else None
+            eta = f", about {left_min:.1f} min left" if left_min is not None else ""
             code = cell.job(target, run_dir).execute(
                 label=f"[{i}/{len(cells)}] {cell.name}{eta}")
             results.append(_cell_row(cell.name, run_dir, code))

@@ -21,7 +21,8 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
     """Options shaping the load, passed through to the scenario's users."""
     group = parser.add_argument_group("load")
     group.add_argument("-u", "--users", type=int, default=16, help="Locust users (default 16)")
-    group.add_argument("-t", "--duration", default="60s", help="run time, e.g. 60s, 2m (default 60s)")
+    group.add_argument("-t", "--duration", default="60s",
+                       help="run time, e.g. 60s, 2m (default 60s)")
     group.add_argument("--mode", choices=("sync", "async", "open"), default=None,
                        help="sync: 1 request in flight per user; async: up to --max-in-flight; "
                        "open: requests on a schedule at --rate (default: the scenario's)")

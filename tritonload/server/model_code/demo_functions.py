@@ -33,7 +33,8 @@ def _ranker(inputs, rows):
     if rows is None:
         return {"scores": row}
     # The wide output really materialises rows x items floats per item (about 29 MB).
-    return {"scores": np.ascontiguousarray(np.broadcast_to(row[:, None, :], (len(row), rows, RANKER_ITEMS)))}
+    wide = np.broadcast_to(row[:, None, :], (len(row), rows, RANKER_ITEMS))
+    return {"scores": np.ascontiguousarray(wide)}
 
 
 FUNCTIONS = {

@@ -10,7 +10,7 @@ the model's config.pbtxt:
   free.
 
 Every output is a cheap, exact function of its own request's inputs, so tests can check that
-each response belongs to its request (the formulas live in demo_functions.py, shared with the tests).
+each response belongs to its request (the formulas are in demo_functions.py, shared with tests).
 """
 
 import json
@@ -44,9 +44,8 @@ class TritonPythonModel:
                 tensors = [pb_utils.Tensor(name, value) for name, value in outputs.items()]
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             except Exception as exc:  # a bad request must not take the model down
-                responses.append(
-                    pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc)))
-                )
+                error = pb_utils.TritonError(str(exc))
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
         # The simulated accelerator time covers the whole batch, including the compute above.
         remaining = self.base_s + self.per_item_s * items - (time.perf_counter() - started)
         if remaining > 0:
