@@ -43,7 +43,7 @@ def _join(frame: pd.DataFrame, model: str, label: str, fmt) -> str:
 
 
 def headline_rows(analysis, slo_p95_ms: float) -> list[dict[str, str]]:
-    """Per model: async÷sync, gRPC÷HTTP, batching gain, and max req/s within the P95 SLO.
+    """Per model: async÷sync, HTTP÷gRPC, batching gain, and max req/s within the P95 SLO.
 
     Models are the batching ones (their ``_nobatch`` twins appear through the gain); the
     whole-mix rows are left to the report, where each run's mix is spelled out.
@@ -62,7 +62,7 @@ def headline_rows(analysis, slo_p95_ms: float) -> list[dict[str, str]]:
                                                             "throughput_verdict"))
         row["async P95 change"] = _join(
             sync_async, model, "protocol", lambda r: _change(r, "p95_ratio", "p95_verdict"))
-        row["gRPC÷HTTP req/s"] = _join(
+        row["HTTP÷gRPC req/s"] = _join(
             grpc_http, model, "mode", lambda r: _ratio(r, "throughput_ratio",
                                                        "throughput_verdict"))
         row["batching gain"] = _join(
