@@ -5,9 +5,10 @@ lowers the load it receives and hides its own queueing (coordinated omission). H
 user follows a schedule of intended send times (constant spacing or Poisson, at
 ``rate / users`` per second), and latency counts from the *intended* time.
 
-When the generator cannot keep up (all ``max_in_flight`` slots busy), sends go out late
-(counted as ``late``) and, past ``max_lag_s`` behind schedule, are dropped (counted as
-``dropped``) rather than silently lowering the rate. Counts are kept per interval.
+When the generator cannot keep up (all ``max_in_flight`` slots busy), a send waits for a
+slot at most until the next send is due: it then goes out late (counted as ``late``), or is
+dropped (counted as ``dropped``). The schedule itself never slows down, so the rate is never
+silently lowered. Counts are kept per interval.
 """
 
 from __future__ import annotations
@@ -85,19 +86,18 @@ def wall_and_perf_now() -> tuple[int, int]:
 class OpenLoopSchedule:
     """Drives one user's open-loop sends: its share of the rate, on its own schedule."""
 
-    def __init__(self, user: Any, ledger: ArrivalLedger, max_lag_s: float = 1.0) -> None:
+    def __init__(self, user: Any, ledger: ArrivalLedger) -> None:
         runner = user.environment.runner
         users = max(1, int(getattr(runner, "target_user_count", 0) or 1))
         settings = user.settings
         self.user = user
         self.ledger = ledger
-        self.max_lag_ns = int(max_lag_s * 1e9)
         self.gaps = ArrivalProcess(settings.rate / users, settings.arrival).gaps_ns(user.rng)
         self.wall0, self.perf0 = wall_and_perf_now()
         self.next_perf = self.perf0 + next(self.gaps)
 
     def run_until(self, deadline_monotonic: float) -> None:
-        """Send every request scheduled before the deadline (late, or dropped if hopeless)."""
+        """Send every request scheduled before the deadline (late, or dropped, if need be)."""
         pool = self.user.pool
         while time.monotonic() < deadline_monotonic:
             intended_perf = self.next_perf
@@ -108,11 +108,11 @@ class OpenLoopSchedule:
             intended_wall = self.wall0 + (intended_perf - self.perf0)
             self.ledger.count("scheduled", intended_wall)
             if pool.full():
-                pool.wait_available(timeout=self.max_lag_ns / 1e9)
-            lag_ns = time.perf_counter_ns() - intended_perf
-            if pool.full() or lag_ns > self.max_lag_ns:
-                self.ledger.count("dropped", intended_wall)
-                continue
-            if lag_ns > LATE_AFTER_NS:
+                until_next_s = (self.next_perf - time.perf_counter_ns()) / 1e9
+                pool.wait_available(timeout=max(until_next_s, 0.0))
+                if pool.full():
+                    self.ledger.count("dropped", intended_wall)
+                    continue
+            if time.perf_counter_ns() - intended_perf > LATE_AFTER_NS:
                 self.ledger.count("late", intended_wall)
             pool.spawn(self.user.request, intended_wall, intended_perf)

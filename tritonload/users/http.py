@@ -17,6 +17,7 @@ concurrency 16 that cost about 205 µs of client CPU per request against about 1
 from __future__ import annotations
 
 import json
+import socket
 
 from geventhttpclient import HTTPClient
 from geventhttpclient.connectionpool import ConnectionPool
@@ -43,6 +44,10 @@ class HttpTransport:
         # The client's pool gives connected (TLS if asked), timed-out, liveness-checked sockets;
         # ``send`` only writes ready bytes on them and reads the answer.
         self.pool: ConnectionPool = self.client._connection_pool
+        if not target.ssl:
+            # The pool checks each idle connection with a gevent select() before reuse (~10 µs,
+            # about 8% of this transport's CPU); a non-blocking peek says the same in one call.
+            self.pool._is_socket_alive = _idle_and_open
         self.headers = dict(target.headers)
 
     def prepare(self, payload: Payload) -> list[Prepared]:
@@ -84,6 +89,17 @@ class HttpTransport:
 
 
 _BLOCK = 65536
+
+
+def _idle_and_open(sock: object) -> bool:
+    """Whether a pooled keep-alive connection can be reused: open, with nothing to read."""
+    try:
+        sock._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # plain (non-TLS) socket
+    except BlockingIOError:
+        return True  # nothing pending: idle and open
+    except (OSError, ValueError, AttributeError):
+        return False
+    return False  # b"" (closed by the server) or unexpected bytes
 
 
 def _read_response(sock: object) -> tuple[int, bytes, bool]:
