@@ -20,24 +20,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tritonload.recorder import SCHEMA
+
 #: Arrow schema of request records, as written by the load engine.
-RECORD_SCHEMA = pa.schema(
-    [
-        ("intended_start_ns", pa.int64()),
-        ("start_ns", pa.int64()),
-        ("latency_us", pa.float64()),
-        ("service_us", pa.float64()),
-        ("model", pa.string()),
-        ("protocol", pa.string()),
-        ("mode", pa.string()),
-        ("ok", pa.bool_()),
-        ("error_kind", pa.string()),
-        ("bytes_sent", pa.int64()),
-        ("bytes_received", pa.int64()),
-        ("user_id", pa.int32()),
-        ("worker", pa.string()),
-    ]
-)
+RECORD_SCHEMA = SCHEMA
 
 #: Arrow schema of ``server_stats.parquet``.
 SERVER_STATS_SCHEMA = pa.schema(

@@ -30,6 +30,7 @@ from tritonload.config import Target
 from tritonload.console import error_line
 from tritonload.errors import TritonloadError, UsageError
 from tritonload.mix import ModelMix
+from tritonload.options import add_slo_options, add_user_options
 from tritonload.payloads import (
     ModelInfo,
     Payload,
@@ -76,25 +77,11 @@ class UserSettings:
 def add_options(parser: Any) -> None:
     """Tritonload's Locust command-line options."""
     group = parser.add_argument_group("tritonload")
-    group.add_argument("--mix", default=None, metavar="MODEL:W,...",
-                       help="weighted model mix, e.g. text_classifier:5,recommender:3")
-    group.add_argument("--mode", choices=("sync", "async", "open"), default=None,
-                       help="sync: one request in flight per user; async: up to --max-in-flight; "
-                       "open: requests on a schedule at --rate, latency from the scheduled time")
-    group.add_argument("--max-in-flight", type=int, default=None,
-                       help="requests in flight per user (async), or the cap per user (open)")
-    group.add_argument("--rate", type=float, default=None,
-                       help="open loop: total requests per second, split over the users")
-    group.add_argument("--arrival", choices=("poisson", "constant"), default=None,
-                       help="open loop: arrival process (default poisson)")
+    add_user_options(group)
     group.add_argument("--request-timeout", type=float, default=None, metavar="SECONDS",
                        help="per-request timeout (default 30)")
     group.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
                        help="extra request header (auth tokens...); repeatable")
-    group.add_argument("--payload", action="append", default=[], metavar="MODEL=FILE",
-                       help="perf_analyzer --input-data JSON file for a model; repeatable")
-    group.add_argument("--shape", action="append", default=[], metavar="MODEL.INPUT=DIMS",
-                       help="dims of a variable input for generated payloads; repeatable")
     group.add_argument("--fill", choices=("random", "zeros"), default="random",
                        help="generated payload values (default random)")
     group.add_argument("--run-dir", default=None,
@@ -102,11 +89,7 @@ def add_options(parser: Any) -> None:
     group.add_argument("--stats-interval", type=float, default=1.0, metavar="SECONDS",
                        help="server statistics sampling period (default 1)")
     group.add_argument("--seed", type=int, default=0, help="seed for the mix draw and payloads")
-    group.add_argument("--slo", action="append", default=[], metavar="EXPR",
-                       help="service-level objective, e.g. p95=50ms, p99=120ms, error_rate=0.5%%; "
-                       "repeatable. Any breach makes the process exit with code 3")
-    group.add_argument("--min-rps", type=float, default=None,
-                       help="SLO: minimum successful requests per second")
+    add_slo_options(group)
     group.add_argument("--warmup", type=float, default=0.0, metavar="SECONDS",
                        help="seconds the analysis drops at the start (and excluded from "
                        "stability windows)")

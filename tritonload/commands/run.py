@@ -12,6 +12,7 @@ from tritonload.commands.target_options import add_target_options, target_from_a
 from tritonload.console import console, print_table
 from tritonload.errors import UsageError
 from tritonload.headless import LocustRun, parse_duration, percentile_table, resolve_scenario
+from tritonload.options import add_slo_options, add_user_options
 from tritonload.rundir import new_run_id
 from tritonload.signals import sigterm_raises_interrupt
 from tritonload.slo import BREACH_EXIT_CODE, evaluate, parse_slos
@@ -23,31 +24,9 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-u", "--users", type=int, default=16, help="Locust users (default 16)")
     group.add_argument("-t", "--duration", default="60s",
                        help="run time, e.g. 60s, 2m (default 60s)")
-    group.add_argument("--mode", choices=("sync", "async", "open"), default=None,
-                       help="sync: 1 request in flight per user; async: up to --max-in-flight; "
-                       "open: requests on a schedule at --rate (default: the scenario's)")
-    group.add_argument("--max-in-flight", type=int, default=None,
-                       help="requests in flight per user (async), or the cap per user (open)")
-    group.add_argument("--rate", type=float, default=None,
-                       help="open loop: total requests per second, split over the users")
-    group.add_argument("--arrival", choices=("poisson", "constant"), default=None,
-                       help="open loop: arrival process (default poisson)")
-    group.add_argument("--mix", default=None, metavar="MODEL:W,...", help="weighted model mix")
-    group.add_argument("--payload", action="append", default=[], metavar="MODEL=FILE",
-                       help="perf_analyzer --input-data JSON for a model; repeatable")
-    group.add_argument("--shape", action="append", default=[], metavar="MODEL.INPUT=DIMS",
-                       help="dims of a variable input for generated payloads; repeatable")
+    add_user_options(group)
     group.add_argument("--user-class", action="append", default=[], metavar="NAME",
                        help="run only these user classes of the scenario; repeatable")
-
-
-def add_slo_options(parser: argparse.ArgumentParser) -> None:
-    """``--slo`` and ``--min-rps``."""
-    group = parser.add_argument_group("SLO gates (exit code 3 on a breach)")
-    group.add_argument("--slo", action="append", default=[], metavar="EXPR",
-                       help="e.g. p95=50ms, p99=120ms, error_rate=0.5%%; repeatable")
-    group.add_argument("--min-rps", type=float, default=None,
-                       help="minimum successful requests per second")
 
 
 def load_options(args: argparse.Namespace) -> list[str]:
@@ -80,7 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--report", default=None, metavar="DIR",
                         help="also write the analysis report (HTML, MD, JSON) here")
     add_load_options(parser)
-    add_slo_options(parser)
+    add_slo_options(parser.add_argument_group("SLO gates (exit code 3 on a breach)"))
     add_target_options(parser)
     parser.set_defaults(func=run)
 

@@ -1,0 +1,36 @@
+"""Command-line options shared by Locust (via `session.install`) and `tritonload run`.
+
+Only argparse here: the CLI must not import Locust, which monkey-patches the process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def add_user_options(group: Any) -> None:
+    """What the users send: mix, mode, open-loop rate, payloads."""
+    group.add_argument("--mix", default=None, metavar="MODEL:W,...",
+                       help="weighted model mix, e.g. text_classifier:5,recommender:3")
+    group.add_argument("--mode", choices=("sync", "async", "open"), default=None,
+                       help="sync: one request in flight per user; async: up to --max-in-flight; "
+                       "open: requests on a schedule at --rate, latency from the scheduled time")
+    group.add_argument("--max-in-flight", type=int, default=None,
+                       help="requests in flight per user (async), or the cap per user (open)")
+    group.add_argument("--rate", type=float, default=None,
+                       help="open loop: total requests per second, split over the users")
+    group.add_argument("--arrival", choices=("poisson", "constant"), default=None,
+                       help="open loop: arrival process (default poisson)")
+    group.add_argument("--payload", action="append", default=[], metavar="MODEL=FILE",
+                       help="perf_analyzer --input-data JSON file for a model; repeatable")
+    group.add_argument("--shape", action="append", default=[], metavar="MODEL.INPUT=DIMS",
+                       help="dims of a variable input for generated payloads; repeatable")
+
+
+def add_slo_options(group: Any) -> None:
+    """``--slo`` and ``--min-rps``: any breach makes the run exit with code 3."""
+    group.add_argument("--slo", action="append", default=[], metavar="EXPR",
+                       help="service-level objective, e.g. p95=50ms, p99=120ms, error_rate=0.5%%; "
+                       "repeatable. Any breach makes the process exit with code 3")
+    group.add_argument("--min-rps", type=float, default=None,
+                       help="SLO: minimum successful requests per second")
