@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -281,6 +282,17 @@ class LoadSession:
         events.test_start.add_listener(self._on_test_start)
         events.test_stop.add_listener(self._on_test_stop)
         events.quitting.add_listener(self._on_quitting)
+        # Ctrl-C as an event-loop callback, like Locust's own SIGTERM handling: a
+        # KeyboardInterrupt raised inside whichever greenlet happens to run can be lost.
+        gevent.signal_handler(signal.SIGINT, self._on_interrupt)
+
+    def _on_interrupt(self) -> None:
+        log.warning("interrupted: stopping the run")
+        env = self.environment
+        if getattr(env, "web_ui", None) is not None:
+            env.web_ui.stop()
+        if env.runner is not None:
+            env.runner.quit()
 
     def _on_test_start(self, **_: Any) -> None:
         scenario = Path(str(_option(self.options, "locustfile", "locust"))).stem
