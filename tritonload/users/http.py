@@ -133,12 +133,26 @@ def _read_response(sock: object) -> tuple[int, bytes, bool]:
     if chunked:
         return status, _read_chunked(sock, body), keep_alive
     if length is None:  # the body ends when the server closes the connection
+        chunks = [body]
         while chunk := sock.recv(_BLOCK):
-            body += chunk
-        return status, body, False
-    while len(body) < length:
-        body = _more(sock, body, "in the response body")
-    return status, body[:length], keep_alive
+            chunks.append(chunk)
+        return status, b"".join(chunks), False
+    if len(body) >= length:
+        return status, body[:length], keep_alive
+    return status, _read_exactly(sock, body, length), keep_alive
+
+
+def _read_exactly(sock: object, start: bytes, length: int) -> bytearray:
+    """The body of a known length, received in place (a 29 MB answer is not re-copied)."""
+    body = bytearray(length)
+    body[:len(start)] = start
+    view, got = memoryview(body), len(start)
+    while got < length:
+        received = sock.recv_into(view[got:])
+        if not received:
+            raise ConnectionResetError("connection closed by the server in the response body")
+        got += received
+    return body
 
 
 def _more(sock: object, buf: bytes, where: str) -> bytes:

@@ -1,0 +1,60 @@
+"""The users' transports against the real server: sizes, big answers, errors, connection reuse."""
+
+from __future__ import annotations
+
+import pytest
+
+from tritonload.admin import TritonAdmin
+from tritonload.errors import classify
+from tritonload.payloads import ModelInfo, Payload, generate_payload
+from tritonload.users.base import Prepared
+from tritonload.users.grpc import GrpcTransport
+from tritonload.users.http import HttpTransport
+
+pytestmark = pytest.mark.integration
+WIDE_BYTES = 512 * 14041 * 4
+
+
+def payload_for(target, model: str) -> Payload:
+    with TritonAdmin(target) as admin:
+        info = ModelInfo.from_served(admin.metadata(model), admin.config(model))
+    return generate_payload(info, count=2)
+
+
+@pytest.fixture(params=["grpc", "http"])
+def transport(request, target):
+    cls = GrpcTransport if request.param == "grpc" else HttpTransport
+    transport = cls(target, in_flight=2)
+    yield transport
+    transport.close()
+
+
+def test_small_answers_and_connection_reuse(transport, target):
+    prepared = transport.prepare(payload_for(target, "recommender"))
+    assert len(prepared) == 2 and all(p.bytes_sent > 512 for p in prepared)
+    sizes = {transport.send(prepared[i % 2]) for i in range(200)}
+    assert len(sizes) == 1 and 4 <= sizes.pop() < 400  # one FP32 score plus framing
+
+
+def test_a_29_mb_answer_arrives_whole(transport, target):
+    (prepared, _) = transport.prepare(payload_for(target, "wide_ranker"))
+    for _ in range(2):
+        assert WIDE_BYTES <= transport.send(prepared) < WIDE_BYTES + 1000
+
+
+def test_errors_are_classified(transport, target):
+    prepared = transport.prepare(payload_for(target, "recommender"))[0]
+    wrong_model = Prepared("recommender", prepared.request, prepared.bytes_sent)
+    if isinstance(transport, HttpTransport):
+        wrong_model = Prepared("x", prepared.request.replace(b"/v2/models/recommender/",
+                                                             b"/v2/models/no_such_model/"), 1)
+    else:
+        from tritonclient.grpc import service_pb2
+
+        request = service_pb2.ModelInferRequest.FromString(prepared.request)
+        request.model_name = "no_such_model"
+        wrong_model = Prepared("x", request.SerializeToString(), 1)
+    with pytest.raises(Exception) as info:
+        transport.send(wrong_model)
+    assert classify(info.value) == "model_not_found"
+    assert transport.send(prepared) > 0  # the connection is still usable afterwards
