@@ -1,0 +1,357 @@
+"""tritonload vs perf_analyzer, side by side on ``recommender`` at concurrency 16.
+
+Starts the embedded server (``recommender`` only, loopback, ports 18700-18702 by default), then
+for each mode runs tritonload (a headless Locust child on `locustfiles/bench.py`) and perf_analyzer
+(``../shared/peers/perf_analyzer.sh``) one after the other against it:
+
+* ``grpc-sync``:  16 sync gRPC users            vs ``-i grpc --concurrency-range 16``
+* ``http-sync``:  16 sync HTTP users            vs ``-i http --concurrency-range 16``
+* ``grpc-async``: 2 async gRPC users x 8 in flight vs ``-i grpc --async --concurrency-range 16``
+
+Both tools are measured the same way, over a steady-state window that skips the first
+``--warmup`` seconds of load: a sampler polls every 0.5 s the tool process's CPU time (user +
+sys, all threads and children, from psutil), the server's ``success`` count for the model
+(Triton's statistics API) and the server processes' CPU time. Throughput = Δsuccess ÷ Δt, the
+same counter for both tools; client CPU per request = Δclient CPU ÷ Δsuccess. P95 is each
+tool's own: tritonload's exact records completed inside the window, perf_analyzer's reported
+p95 (its last stable measurement windows). "other" is the machine's busy CPU that is neither
+client nor server (other people's processes): a noise indicator, in cores.
+
+    python benchmarks/vs_perf_analyzer.py [--modes grpc-sync,http-sync,grpc-async]
+        [--window 15] [--warmup 3] [--only tritonload|perf_analyzer]
+
+Target (issue 3): tritonload throughput >= 0.9 x perf_analyzer's in every mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PERF_ANALYZER = Path(os.environ.get("PERF_ANALYZER",
+                                    ROOT.parent / "shared" / "peers" / "perf_analyzer.sh"))
+LOCUST = Path(sys.executable).with_name("locust")
+MODEL = "recommender"
+CONCURRENCY = 16
+TARGET_RATIO = 0.9
+
+# mode -> (locust user class, users, extra locust args, perf_analyzer protocol, extra PA args)
+MODES = {
+    "grpc-sync": ("Grpc", 16, ["--mode", "sync"], "grpc", []),
+    "http-sync": ("Http", 16, ["--mode", "sync"], "http", []),
+    "grpc-async": ("Grpc", 2, ["--mode", "async", "--max-in-flight", "8"], "grpc",
+                   ["--async"]),
+}
+
+
+@dataclass
+class Sample:
+    """One poll: wall clock (ns), client CPU (s), server success count, server CPU (s), busy."""
+
+    t_ns: int
+    client_cpu: float
+    success: int
+    server_cpu: float
+    busy_cpu: float
+
+
+@dataclass
+class Measure:
+    """One tool's steady-state numbers for one mode."""
+
+    tool: str
+    rps: float = 0.0
+    p95_ms: float = float("nan")
+    cpu_us: float = float("nan")
+    server_cpu_us: float = float("nan")
+    other_cores: float = float("nan")
+    window_s: float = 0.0
+    own_rps: float = float("nan")  # the tool's own count (records / perf_analyzer report)
+    errors: int = 0
+    note: str = ""
+    samples: list[Sample] = field(default_factory=list, repr=False)
+
+
+def _tree_cpu(proc: psutil.Process) -> float:
+    """CPU seconds (user + sys) of a process, its threads and its live children."""
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _busy_cpu() -> float:
+    t = psutil.cpu_times()
+    return t.user + t.system + t.nice + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
+
+
+def _server_success(http_port: int) -> int:
+    url = f"http://127.0.0.1:{http_port}/v2/models/{MODEL}/stats"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        stats = json.loads(response.read())["model_stats"][0]
+    return int(stats["inference_stats"]["success"]["count"])
+
+
+class Sampler(threading.Thread):
+    """Polls client CPU, server success count and server CPU every ``period`` s."""
+
+    def __init__(self, client_pid: int, server: psutil.Process, http_port: int,
+                 period: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.client = psutil.Process(client_pid)
+        self.server, self.http_port, self.period = server, http_port, period
+        self.samples: list[Sample] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                client_cpu = _tree_cpu(self.client)
+                if not self.client.is_running() or self.client.status() == psutil.STATUS_ZOMBIE:
+                    break
+                self.samples.append(Sample(time.time_ns(), client_cpu,
+                                           _server_success(self.http_port),
+                                           _tree_cpu(self.server), _busy_cpu()))
+            except (psutil.Error, OSError):
+                break
+            self._halt.wait(self.period)
+
+    def stop(self) -> list[Sample]:
+        self._halt.set()
+        self.join(5)
+        return self.samples
+
+
+def _window(measure: Measure, samples: list[Sample], start_ns: int, end_ns: int) -> None:
+    """Fill rates from the first and last samples inside [start_ns, end_ns]."""
+    inside = [s for s in samples if start_ns <= s.t_ns <= end_ns]
+    if len(inside) < 2:
+        measure.note = f"only {len(inside)} samples in the window"
+        return
+    a, b = inside[0], inside[-1]
+    dt = (b.t_ns - a.t_ns) / 1e9
+    done = b.success - a.success
+    measure.window_s = dt
+    measure.rps = done / dt
+    if done:
+        measure.cpu_us = (b.client_cpu - a.client_cpu) / done * 1e6
+        measure.server_cpu_us = (b.server_cpu - a.server_cpu) / done * 1e6
+    measure.other_cores = ((b.busy_cpu - a.busy_cpu) - (b.client_cpu - a.client_cpu)
+                           - (b.server_cpu - a.server_cpu)) / dt
+    measure.samples = samples
+
+
+def _stop_child(proc: subprocess.Popen, grace_s: float) -> None:
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_tritonload(mode: str, args: argparse.Namespace, server: psutil.Process,
+                   workdir: Path) -> Measure:
+    """One headless Locust run; the window starts ``warmup`` s after its test_start."""
+    import pandas as pd
+
+    user_class, users, extra, _, _ = MODES[mode]
+    run_dir = workdir / f"tritonload-{mode}"
+    duration = int(args.warmup + args.window + 2)
+    cmd = [str(LOCUST), "-f", str(ROOT / "locustfiles" / "bench.py"), user_class,
+           "--mix", f"{MODEL}:1",
+           "--headless", "-u", str(users), "-r", "1000", "-t", f"{duration}s",
+           "--host", f"127.0.0.1:{args.http_port}", "--run-dir", str(run_dir),
+           "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "2", *extra]
+    log = open(workdir / f"tritonload-{mode}.log", "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    sampler = Sampler(proc.pid, server, args.http_port)
+    sampler.start()
+    measure = Measure("tritonload")
+    deadline = time.monotonic() + 60
+    while not (run_dir / "run.json").exists():  # written at test_start
+        if proc.poll() is not None or time.monotonic() > deadline:
+            sampler.stop()
+            _stop_child(proc, 0)
+            measure.note = f"locust did not start (see {log.name})"
+            return measure
+        time.sleep(0.05)
+    start_ns = time.time_ns() + int(args.warmup * 1e9)
+    end_ns = start_ns + int(args.window * 1e9)
+    _stop_child(proc, duration + 30)
+    samples = sampler.stop()
+    log.close()
+    _window(measure, samples, start_ns, end_ns)
+    try:
+        records = pd.read_parquet(run_dir / "requests",
+                                  columns=["start_ns", "service_us", "latency_us", "ok"])
+    except (OSError, ValueError) as exc:
+        measure.note = f"no records: {exc}"
+        return measure
+    done_ns = records["start_ns"] + records["service_us"] * 1000
+    lo = max(start_ns, measure.samples[0].t_ns if measure.samples else start_ns)
+    inside = records[(done_ns >= lo) & (done_ns <= end_ns)]
+    if len(inside):
+        measure.p95_ms = inside.loc[inside["ok"], "latency_us"].quantile(0.95) / 1000
+        measure.own_rps = len(inside) / ((end_ns - lo) / 1e9)
+        measure.errors = int((~inside["ok"]).sum())
+    return measure
+
+
+def run_perf_analyzer(mode: str, args: argparse.Namespace, server: psutil.Process,
+                      workdir: Path) -> Measure:
+    """One perf_analyzer run at concurrency 16; window = [warmup, warmup + window] from start."""
+    _, _, _, protocol, extra = MODES[mode]
+    port = args.http_port if protocol == "http" else args.http_port + 1
+    out_csv = workdir / f"pa-{mode}.csv"
+    # Exactly 3 windows (a 100% stability band always passes): a bounded, predictable run
+    # that covers our [warmup, warmup + window] sampling window.
+    interval_ms = int(max(3.0, (args.warmup + args.window) / 3) * 1000)
+    cmd = [str(PERF_ANALYZER), "-m", MODEL, "-u", f"127.0.0.1:{port}", "-i", protocol,
+           "--concurrency-range", str(CONCURRENCY), "--measurement-interval", str(interval_ms),
+           "--stability-percentage", "100", "--max-trials", "3", "-f", str(out_csv), *extra]
+    log = open(workdir / f"pa-{mode}.log", "w")
+    measure = Measure("perf_analyzer")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    sampler = Sampler(proc.pid, server, args.http_port)
+    sampler.start()
+    start_ns = time.time_ns() + int(args.warmup * 1e9)
+    end_ns = start_ns + int(args.window * 1e9)
+    _stop_child(proc, 90)
+    samples = sampler.stop()
+    log.close()
+    # perf_analyzer may finish before the window ends: then the window ends at its last sample.
+    _window(measure, samples, start_ns, end_ns)
+    if measure.window_s < 0.6 * args.window:
+        measure.note = (measure.note + f" short window {measure.window_s:.1f}s").strip()
+    try:
+        with open(out_csv) as handle:
+            row = next(csv.DictReader(handle))
+        measure.p95_ms = float(row["p95 latency"]) / 1000
+        measure.own_rps = float(row["Inferences/Second"])
+    except (OSError, StopIteration, KeyError, ValueError):
+        measure.note = (measure.note + f" no perf_analyzer result (see {log.name})").strip()
+    return measure
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "-" if value != value else format(value, spec)  # NaN -> "-"
+
+
+def print_table(results: dict[str, dict[str, Measure]]) -> bool:
+    """The final table; returns whether every mode met the target ratio."""
+    header = (f"{'mode':<11} {'TL rps':>7} {'PA rps':>7} {'ratio':>6} {'TL p95':>7} "
+              f"{'PA p95':>7} {'TL cpu':>7} {'PA cpu':>7} {'srv cpu':>11} {'other':>9}")
+    print()
+    print("recommender, concurrency 16. rps = server success/s over the window; p95 in ms;")
+    print("cpu = client CPU µs per request; srv cpu = server CPU µs/request (TL/PA);")
+    print("other = CPU cores busy with neither client nor server (TL/PA, noise).")
+    print(header)
+    print("-" * len(header))
+    all_ok = True
+    for mode, pair in results.items():
+        tl, pa = pair.get("tritonload", Measure("tritonload")), pair.get("perf_analyzer",
+                                                                         Measure("perf_analyzer"))
+        ratio = tl.rps / pa.rps if tl.rps and pa.rps else float("nan")
+        all_ok &= ratio == ratio and ratio >= TARGET_RATIO
+        print(f"{mode:<11} {tl.rps:>7.0f} {pa.rps:>7.0f} {_fmt(ratio, '6.2f'):>6} "
+              f"{_fmt(tl.p95_ms, '7.2f'):>7} {_fmt(pa.p95_ms, '7.2f'):>7} "
+              f"{_fmt(tl.cpu_us, '7.0f'):>7} {_fmt(pa.cpu_us, '7.0f'):>7} "
+              f"{_fmt(tl.server_cpu_us, '.0f'):>5}/{_fmt(pa.server_cpu_us, '.0f'):<5} "
+              f"{_fmt(tl.other_cores, '.2f'):>4}/{_fmt(pa.other_cores, '.2f'):<4}")
+    for mode, pair in results.items():
+        for m in pair.values():
+            extra = f"; {m.note}" if m.note else ""
+            print(f"  {mode} {m.tool}: own count {_fmt(m.own_rps, '.0f')} rps, "
+                  f"window {m.window_s:.1f}s, errors {m.errors}{extra}")
+    print(f"target ratio >= {TARGET_RATIO}: {'met' if all_ok else 'NOT met'} in every mode")
+    return all_ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--window", type=float, default=15.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds dropped at start")
+    parser.add_argument("--only", choices=("tritonload", "perf_analyzer"), default=None)
+    parser.add_argument("--http-port", type=int, default=18700,
+                        help="embedded server HTTP port (gRPC +1, metrics +2)")
+    parser.add_argument("--server-pid", type=int, default=None,
+                        help="reuse a tritonserver already serving recommender on "
+                        "127.0.0.1:HTTP_PORT (its PID, for CPU accounting) instead of starting one")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        parser.error(f"unknown mode {unknown[0]!r}; known: {', '.join(MODES)}")
+    if args.only != "tritonload" and not PERF_ANALYZER.exists():
+        parser.error(f"perf_analyzer wrapper not found at {PERF_ANALYZER}")
+
+    from tritonload.server import EmbeddedTriton, Ports, demo_fleet
+
+    workdir = Path(tempfile.mkdtemp(prefix="tl-vs-pa-"))
+    results: dict[str, dict[str, Measure]] = {}
+    began = time.monotonic()
+    server_cm = None
+    try:
+        if args.server_pid:
+            server = psutil.Process(args.server_pid)
+        else:
+            models = [m for m in demo_fleet() if m.name == MODEL]
+            port = args.http_port
+            server_cm = EmbeddedTriton(models=models, ports=Ports(port, port + 1, port + 2))
+            server_cm.start()
+            server = psutil.Process(server_cm.pid)
+        print(f"server ready ({time.monotonic() - began:.0f}s); work dir {workdir}", flush=True)
+        for mode in modes:
+            results[mode] = {}
+            runners = [("tritonload", run_tritonload), ("perf_analyzer", run_perf_analyzer)]
+            if len(results) % 2 == 0:  # alternate the order, so slow drifts in the machine's
+                runners.reverse()      # load don't always favour the same tool
+            for tool, run in runners:
+                if args.only and tool != args.only:
+                    continue
+                m = run(mode, args, server, workdir)
+                results[mode][tool] = m
+                print(f"{mode:<11} {tool:<14} {m.rps:7.0f} rps  p95 {_fmt(m.p95_ms, '.2f')} ms  "
+                      f"client {_fmt(m.cpu_us, '.0f')} µs/req  server "
+                      f"{_fmt(m.server_cpu_us, '.0f')} µs/req  other "
+                      f"{_fmt(m.other_cores, '.2f')} cores {m.note}", flush=True)
+    finally:
+        if server_cm is not None:
+            server_cm.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    ok = print_table(results)
+    print(f"total {time.monotonic() - began:.0f}s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
