@@ -21,20 +21,13 @@ def _at_top_level(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame.load_level == frame.load_level.max()]
 
 
-def _ratio(row: pd.Series, column: str, verdict_column: str) -> str:
+def _ratio(row: pd.Series, column: str, verdict_column: str, as_change: bool = False) -> str:
+    """``1.23×`` (or ``+23%`` as a change), marked when not significant."""
     value = row[column]
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    suffix = " (n.s.)" if row.get(verdict_column) == "not significant" else ""
-    return f"{value:.2f}×{suffix}"
-
-
-def _change(row: pd.Series, column: str, verdict_column: str) -> str:
-    value = row[column]
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    suffix = " (n.s.)" if row.get(verdict_column) == "not significant" else ""
-    return f"{(value - 1) * 100:+.0f}%{suffix}"
+    text = f"{(value - 1) * 100:+.0f}%" if as_change else f"{value:.2f}×"
+    return text + (" (n.s.)" if row.get(verdict_column) == "not significant" else "")
 
 
 def _join(frame: pd.DataFrame, model: str, label: str, fmt) -> str:
@@ -61,7 +54,8 @@ def headline_rows(analysis, slo_p95_ms: float) -> list[dict[str, str]]:
             sync_async, model, "protocol", lambda r: _ratio(r, "throughput_ratio",
                                                             "throughput_verdict"))
         row["async P95 change"] = _join(
-            sync_async, model, "protocol", lambda r: _change(r, "p95_ratio", "p95_verdict"))
+            sync_async, model, "protocol",
+            lambda r: _ratio(r, "p95_ratio", "p95_verdict", as_change=True))
         row["HTTP÷gRPC req/s"] = _join(
             grpc_http, model, "mode", lambda r: _ratio(r, "throughput_ratio",
                                                        "throughput_verdict"))
