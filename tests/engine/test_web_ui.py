@@ -1,0 +1,65 @@
+"""The Locust web UI way in: each test started from the UI gets its own complete run directory."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from tests.conftest import free_ports
+from tests.locust_runs import REPO, locust_request_count, records, run_json
+
+pytestmark = pytest.mark.integration
+
+
+def _call(url: str, data: dict | None = None) -> int:
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    with urllib.request.urlopen(url, data=body, timeout=10) as response:
+        return response.status
+
+
+def _wait_for(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            _call(url)
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} never answered")
+
+
+def test_two_tests_from_the_web_ui_make_two_run_directories(tmp_path, target):
+    port = free_ports(1, start=19300)[0]
+    ui = f"http://127.0.0.1:{port}"
+    run_dir = tmp_path / "ui"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", str(REPO / "tests/engine/locustfile_matrix.py"),
+         "HttpUser", "--host", target.as_url(), "--web-host", "127.0.0.1", "--web-port",
+         str(port), "--run-dir", str(run_dir), "--loglevel", "WARNING"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        _wait_for(ui + "/")
+        for _ in range(2):
+            assert _call(ui + "/swarm", {"user_count": 2, "spawn_rate": 10}) == 200
+            time.sleep(3)
+            assert _call(ui + "/stop", {}) == 200
+            time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    second = run_dir.with_name("ui-2")
+    for directory in (run_dir, second):
+        meta = run_json(directory)
+        assert meta["ended_ns"] and meta["request_count"] == len(records(directory)) > 20
+    assert run_json(run_dir)["run_id"] != run_json(second)["run_id"]
+    # A new test from the UI resets Locust's stats too: both tools count per test.
+    for directory in (run_dir, second):
+        assert locust_request_count(directory) == len(records(directory))
