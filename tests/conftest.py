@@ -31,9 +31,10 @@ def _free(port: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def triton() -> EmbeddedTriton:
-    """The demo fleet on a real tritonserver, started once."""
-    server = EmbeddedTriton(ports=Ports(*free_ports()))
+def triton(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedTriton:
+    """The demo fleet on a real tritonserver, started once (its log kept for post-mortems)."""
+    log = tmp_path_factory.mktemp("triton") / "tritonserver.log"
+    server = EmbeddedTriton(ports=Ports(*free_ports()), log_file=log)
     server.start()
     yield server
     server.stop()
