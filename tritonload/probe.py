@@ -38,13 +38,14 @@ def probe(target: Target, payloads: Mapping[str, Payload], repeats: int = 5) -> 
             for model, payload in payloads.items():
                 inputs = build_inputs(module, payload.entries[0])
                 rows.append({"model": model, "protocol": protocol,
-                             **_time_requests(client, model, inputs, repeats)})
+                             **_time_requests(client, model, inputs, payload.outputs, repeats)})
         finally:
             client.close()
     return rows
 
 
-def _time_requests(client: Any, model: str, inputs: list[Any], repeats: int) -> dict:
+def _time_requests(client: Any, model: str, inputs: list[Any], outputs: tuple[str, ...],
+                   repeats: int) -> dict:
     latencies_ms, received = [], 0
     try:
         client.infer(model, inputs)  # warm-up: connection set-up, first execution
@@ -52,10 +53,7 @@ def _time_requests(client: Any, model: str, inputs: list[Any], repeats: int) -> 
             start = time.perf_counter_ns()
             result = client.infer(model, inputs)
             latencies_ms.append((time.perf_counter_ns() - start) / 1e6)
-        response = result.get_response()
-        names = [o["name"] if isinstance(o, dict) else o.name for o in response["outputs"]] \
-            if isinstance(response, dict) else [o.name for o in response.outputs]
-        received = sum(result.as_numpy(n).nbytes for n in names)
+        received = sum(result.as_numpy(name).nbytes for name in outputs)
     except Exception as exc:  # report, don't crash: a probe shows every model's state
         return {"latency_ms": "-", "response_bytes": "-",
                 "status": f"{classify(exc)}: {message_of(exc)[:80]}"}

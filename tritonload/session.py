@@ -354,6 +354,9 @@ class LoadSession:
                 "p95_ms": _p95_ms(latencies),
                 "errors": sum(self.recorder.errors.values()),
                 "windows": len(self.stability.history) if self.stability else None,
+                # Since the start, per model, from the HDR histograms (µs, 3 digits).
+                "p95_ms_by_model": {m: self.recorder.percentile_ms(m, 95)
+                                    for m in sorted(self.recorder.histograms)},
             })
             last = now
             if self.stability is None or elapsed < warmup_s:

@@ -49,6 +49,11 @@ def test_protocol_and_mode(tmp_path, target, protocol, mode):
     assert len(rows) <= served <= len(rows) + meta["load"]["level"]
     batches = pd.read_parquet(run_dir / "server_batches.parquet")
     assert (batches.batch_size * batches.executions).sum() == stats.inference_count.sum()
+    # Live percentiles from the HDR histogram agree with the exact ones to 3 digits (±0.1%),
+    # give or take the last second of requests the live file had not seen yet.
+    live = json.loads((run_dir / "live.json").read_text())
+    exact_ms = rows.latency_us[rows.ok].quantile(0.95) / 1000
+    assert live["p95_ms_by_model"]["recommender"] == pytest.approx(exact_ms, rel=0.15)
 
 
 def test_mixed_models_mix_shares_and_both_protocols(tmp_path, target):
