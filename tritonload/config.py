@@ -96,6 +96,17 @@ class Target:
         return " ".join(parts) + (" (embedded)" if self.embedded else "")
 
 
+def parse_pairs(items: list[str], flag: str, form: str = "NAME=VALUE") -> dict[str, str]:
+    """``KEY=VALUE`` strings (``--header``, ``--payload``, ``--tag``) → dict; one-line errors."""
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value:
+            raise UsageError(f"bad {flag} {item!r}: expected {form}")
+        pairs[key.strip()] = value
+    return pairs
+
+
 def _split_host_port(rest: str, original: str) -> tuple[str, int | None]:
     if rest.startswith("["):  # [::1]:8000
         host, _, tail = rest[1:].partition("]")

@@ -27,7 +27,7 @@ import pandas as pd
 
 from tritonload.admin import TritonAdmin, config_snapshot
 from tritonload.arrivals import ArrivalLedger, ArrivalProcess
-from tritonload.config import Target
+from tritonload.config import Target, parse_pairs
 from tritonload.console import error_line
 from tritonload.errors import TritonloadError, UsageError
 from tritonload.mix import ModelMix
@@ -68,11 +68,6 @@ class UserSettings:
     max_in_flight: int
     rate: float | None = None  # open loop: total requests per second of this process
     arrival: str = "poisson"
-
-    @property
-    def run_mode(self) -> str:
-        """The mode recorded with each request."""
-        return self.mode
 
 
 def add_options(parser: Any) -> None:
@@ -182,7 +177,7 @@ class LoadSession:
 
     def prepare(self) -> None:
         """Target, user settings, validated payloads. Raises TritonloadError on bad input."""
-        self.tags = self._pairs(_option(self.options, "tag", []), "--tag", "KEY=VALUE")
+        self.tags = parse_pairs(_option(self.options, "tag", []), "--tag", "KEY=VALUE")
         self.slos = parse_slos(_option(self.options, "slo", []),
                                _option(self.options, "min_rps", None))
         self.target = self._resolve_target()
@@ -192,7 +187,7 @@ class LoadSession:
         models = sorted({m for s in self._settings.values() for m in s.mix.models})
         self._admin = TritonAdmin(self.target)
         self._admin.server_live()
-        payload_files = self._pairs(_option(self.options, "payload", []), "--payload",
+        payload_files = parse_pairs(_option(self.options, "payload", []), "--payload",
                                     "MODEL=FILE")
         shapes = {m: dict(s) for m, s in DEMO_SHAPES.items()}
         for item in _option(self.options, "shape", []):
@@ -215,7 +210,7 @@ class LoadSession:
         log.info("payloads validated for %s", ", ".join(models))
 
     def _resolve_target(self) -> Target:
-        headers = self._pairs(_option(self.options, "header", []), "--header", "NAME=VALUE")
+        headers = parse_pairs(_option(self.options, "header", []), "--header", "NAME=VALUE")
         timeout = float(_option(self.options, "request_timeout", 30.0))
         host = self.environment.host or _option(self.options, "host", None)
         if host:
@@ -230,16 +225,6 @@ class LoadSession:
         self.server.start()
         return Target(host=self.server.host, http_port=base, grpc_port=base + 1, embedded=True,
                       headers=headers, timeout_s=timeout)
-
-    @staticmethod
-    def _pairs(items: list[str], flag: str, form: str) -> dict[str, str]:
-        pairs = {}
-        for item in items:
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip() or not value:
-                raise UsageError(f"bad {flag} {item!r}: expected {form}")
-            pairs[key.strip()] = value
-        return pairs
 
     def _user_classes(self) -> list[type]:
         return [c for c in self.environment.user_classes if issubclass(c, TritonUser)]
@@ -399,7 +384,7 @@ class LoadSession:
         users = int(getattr(runner, "target_user_count", 0) or
                     _option(self.options, "num_users", 0) or 0)
         in_flight = max((s.max_in_flight for s in settings), default=1)
-        modes = sorted({s.run_mode for s in settings})
+        modes = sorted({s.mode for s in settings})
         ended = time.time_ns() if final else None
         recorder = self.recorder
         write_run_json(self.run_dir, {
@@ -415,7 +400,7 @@ class LoadSession:
             "load": self._load(settings, users, in_flight),
             "users": users,
             "user_classes": {c.__name__: {"protocol": c.protocol, "mix": s.mix.shares(),
-                                          "mode": s.run_mode, "max_in_flight": s.max_in_flight}
+                                          "mode": s.mode, "max_in_flight": s.max_in_flight}
                              for c, s in self._settings.items()},
             "mix": settings[0].mix.shares() if settings else {},
             "achieved_mix": recorder.achieved_mix() if recorder else {},

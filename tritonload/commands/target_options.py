@@ -7,9 +7,8 @@ import contextlib
 from collections.abc import Iterator
 
 from tritonload.commands.serve import add_server_options, server_from_args
-from tritonload.config import Target
+from tritonload.config import Target, parse_pairs
 from tritonload.console import console
-from tritonload.errors import UsageError
 
 
 def add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -28,21 +27,10 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     add_server_options(parser)
 
 
-def parse_headers(items: list[str]) -> dict[str, str]:
-    """``NAME=VALUE`` strings → dict."""
-    headers = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"bad --header {item!r}: expected NAME=VALUE")
-        headers[name.strip()] = value
-    return headers
-
-
 @contextlib.contextmanager
 def target_from_args(args: argparse.Namespace) -> Iterator[Target]:
     """Yield the target; start (and finally stop) the embedded server when there is no --url."""
-    headers = parse_headers(args.header)
+    headers = parse_pairs(args.header, "--header")
     if args.url:
         yield Target.parse(args.url, headers=headers, timeout_s=args.timeout)
         return

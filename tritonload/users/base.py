@@ -137,7 +137,7 @@ class TritonUser(User):
             "start_ns": start_ns,
             "latency_ns": ended - origin,
             "service_ns": ended - started,
-            "mode": self.settings.run_mode,
+            "mode": self.settings.mode,
             "bytes_sent": prepared.bytes_sent,
             "user_id": self.user_id,
         }
