@@ -75,3 +75,14 @@ def test_plain_locust_gate_exits_3_on_breach(tmp_path, target):
                       "--run-dir", str(tmp_path / "run"))
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "BREACH" in proc.stderr
+
+
+@pytest.mark.integration
+def test_run_reports_open_loop_schedule_keeping(tmp_path, target):
+    proc = _tritonload("run", "tests/engine/locustfile_matrix.py", "--user-class", "HttpUser",
+                       "-u", "1", "-t", "3s", "--url", target.as_url(), "--mode", "open",
+                       "--rate", "50", "--mix", "recommender:1",
+                       "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "open loop: " in proc.stdout and " sends scheduled, " in proc.stdout
+    assert "0 dropped (0.0%)" in proc.stdout  # 50 req/s is far below this server's capacity

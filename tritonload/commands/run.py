@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +28,17 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
     add_user_options(group)
     group.add_argument("--user-class", action="append", default=[], metavar="NAME",
                        help="run only these user classes of the scenario; repeatable")
+
+
+def arrival_line(totals: dict[str, int]) -> str:
+    """Open loop: how well the generator kept to its schedule."""
+    scheduled = max(totals["scheduled"], 1)
+    line = (f"open loop: {totals['scheduled']} sends scheduled, {totals['late']} late "
+            f"({totals['late'] / scheduled:.1%}), {totals['dropped']} dropped "
+            f"({totals['dropped'] / scheduled:.1%})")
+    if totals["dropped"]:
+        line += " (the generator could not keep up: raise --max-in-flight or use more users)"
+    return line
 
 
 def load_options(args: argparse.Namespace) -> list[str]:
@@ -82,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     records = pd.read_parquet(run_dir / "requests")
     print_table(percentile_table(records), title=f"{scenario.stem}: exact latencies ({run_dir})")
+    arrivals = json.loads((run_dir / "run.json").read_text()).get("arrivals")
+    if arrivals:
+        console.print(arrival_line(arrivals), style="bold yellow" if arrivals["dropped"] else None)
     verdicts = evaluate(slos, records)
     for verdict in verdicts:
         console.print(verdict.line(), style=None if verdict.ok else "bold red")
