@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .compare import pair_groups, ratio_interval, verdict
+from .compare import pair_groups, ratio_columns
 
 NOBATCH_SUFFIX = "_nobatch"
 
@@ -57,22 +57,12 @@ def batching_comparison(metrics: pd.DataFrame, server: pd.DataFrame) -> pd.DataF
     for c in on[1:]:
         out[c] = pairs[c].to_numpy()
     out["run_on"], out["run_off"] = pairs["run_id_b"].to_numpy(), pairs["run_id_a"].to_numpy()
-    tp = [ratio_interval(r.throughput_rps_a, r.throughput_rps_b, r.boot_throughput_a,
-                         r.boot_throughput_b) for r in pairs.itertuples(index=False)]
-    p95 = [ratio_interval(r.p95_us_a, r.p95_us_b, r.boot_p95_a, r.boot_p95_b)
-           for r in pairs.itertuples(index=False)]
-    out["throughput_on"] = pairs["throughput_rps_b"].to_numpy()
-    out["throughput_off"] = pairs["throughput_rps_a"].to_numpy()
-    out["throughput_gain"] = [t[0] for t in tp]
-    out["throughput_gain_lo"] = [t[1] for t in tp]
-    out["throughput_gain_hi"] = [t[2] for t in tp]
-    out["throughput_verdict"] = [verdict(t[1], t[2], higher_is_better=True) for t in tp]
-    out["p95_on_us"] = pairs["p95_us_b"].to_numpy()
-    out["p95_off_us"] = pairs["p95_us_a"].to_numpy()
-    out["p95_ratio"] = [t[0] for t in p95]
-    out["p95_ratio_lo"] = [t[1] for t in p95]
-    out["p95_ratio_hi"] = [t[2] for t in p95]
-    out["p95_verdict"] = [verdict(t[1], t[2], higher_is_better=False) for t in p95]
+    # A is batching off (the twin), B is on: the B ÷ A ratio is the gain.
+    out = ratio_columns(pairs, out).rename(columns={
+        "throughput_a": "throughput_off", "throughput_b": "throughput_on",
+        "throughput_ratio": "throughput_gain", "throughput_ratio_lo": "throughput_gain_lo",
+        "throughput_ratio_hi": "throughput_gain_hi",
+        "p95_a_us": "p95_off_us", "p95_b_us": "p95_on_us"})
 
     srv = server.astype({"run_id": str, "model": str}).set_index(["run_id", "model"])
 

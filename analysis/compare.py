@@ -99,7 +99,8 @@ def pair_groups(
     return a.merge(b, on=list(on), suffixes=("_a", "_b"))
 
 
-def _ratio_columns(pairs: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
+def ratio_columns(pairs: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
+    """Add B ÷ A throughput and P95 ratios, their intervals and verdicts, to ``out``."""
     tp = [ratio_interval(r.throughput_rps_a, r.throughput_rps_b, r.boot_throughput_a,
                          r.boot_throughput_b) for r in pairs.itertuples(index=False)]
     p95 = [ratio_interval(r.p95_us_a, r.p95_us_b, r.boot_p95_a, r.boot_p95_b)
@@ -137,7 +138,7 @@ def sync_vs_async(metrics: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=[*on, "run_a", "run_b"])
     out = pairs[on].copy()
     out["run_a"], out["run_b"] = pairs["run_id_a"].to_numpy(), pairs["run_id_b"].to_numpy()
-    return _ratio_columns(pairs, out).reset_index(drop=True)
+    return ratio_columns(pairs, out).reset_index(drop=True)
 
 
 def grpc_vs_http(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -157,7 +158,7 @@ def grpc_vs_http(metrics: pd.DataFrame) -> pd.DataFrame:
     out["run_a"], out["run_b"] = pairs["run_id_a"].to_numpy(), pairs["run_id_b"].to_numpy()
     out["mean_bytes_sent"] = pairs["mean_bytes_sent_a"].to_numpy()
     out["mean_bytes_received"] = pairs["mean_bytes_received_a"].to_numpy()
-    out = _ratio_columns(pairs, out)
+    out = ratio_columns(pairs, out)
     return out.sort_values(["mean_bytes_sent", "model", "load_level"], ignore_index=True)
 
 
