@@ -51,10 +51,38 @@ def test_errors_are_classified(transport, target):
     else:
         from tritonclient.grpc import service_pb2
 
-        request = service_pb2.ModelInferRequest.FromString(prepared.request)
+        from tritonload.users.grpc_wire import grpc_message
+
+        request = service_pb2.ModelInferRequest.FromString(prepared.request[5:])
         request.model_name = "no_such_model"
-        wrong_model = Prepared("x", request.SerializeToString(), 1)
+        wrong_model = Prepared("x", grpc_message(request.SerializeToString()), 1)
     with pytest.raises(Exception) as info:
         transport.send(wrong_model)
     assert classify(info.value) == "model_not_found"
     assert transport.send(prepared) > 0  # the connection is still usable afterwards
+
+
+def test_a_600_kb_request_arrives_whole(transport, target):
+    # Larger than HTTP/2's default 64 KB window: the gRPC client waits for window updates.
+    prepared = transport.prepare(payload_for(target, "image_classifier"))
+    assert all(p.bytes_sent == 3 * 224 * 224 * 4 + 8 or p.bytes_sent > 3 * 224 * 224 * 4
+               for p in prepared)
+    sizes = {transport.send(prepared[i % 2]) for i in range(6)}
+    assert len(sizes) == 1 and 4000 <= sizes.pop() < 5000  # 1000 FP32 predictions
+
+
+def test_a_request_past_its_timeout_is_a_timeout(target):
+    # wide_ranker takes about 85 ms. The server answers DEADLINE_EXCEEDED (we send grpc-timeout)
+    # or the client gives up first; either way the next call works the same.
+    from dataclasses import replace
+
+    transport = GrpcTransport(replace(target, timeout_s=0.01), in_flight=1)
+    prepared = transport.prepare(payload_for(target, "wide_ranker"))[0]
+    try:
+        for _ in range(2):
+            with pytest.raises(Exception) as info:
+                transport.send(prepared)
+            assert classify(info.value) == "timeout"
+        assert len(transport.connections) <= 1
+    finally:
+        transport.close()

@@ -4,9 +4,9 @@ A subclass supplies a transport (``make_transport``): an object with ``prepare(p
 (prebuild every request once) and ``send(prepared) -> bytes received`` (one blocking,
 greenlet-friendly request that raises on failure), and ``close()``.
 
-Sync mode runs one request at a time in the user's own greenlet. Async mode keeps up to
-``max_in_flight`` requests in flight, each in a greenlet of a per-user pool; with gevent
-sockets (HTTP) and grpc's gevent integration (gRPC), blocking sends are truly concurrent.
+Sync mode runs one request at a time in the user's own greenlet. Async mode keeps
+``max_in_flight`` requests in flight, each sender a greenlet of a per-user pool; both
+transports block only the calling greenlet (gevent sockets), so the sends are truly concurrent.
 """
 
 from __future__ import annotations
@@ -108,9 +108,18 @@ class TritonUser(User):
             while time.monotonic() < deadline:
                 self.request()
         else:
-            while time.monotonic() < deadline:
-                self.pool.wait_available()
-                self.pool.spawn(self.request)
+            while self.pool.free_count():  # async: max_in_flight senders, for the user's life
+                self.pool.spawn(self._send_forever)
+            gevent.sleep(max(0.0, deadline - time.monotonic()))
+
+    def _send_forever(self) -> None:
+        """One async-mode sender: a request in flight at all times (the pool bounds them).
+
+        Long-lived senders rather than a greenlet per request: spawning one cost about 65 µs
+        of client CPU per request.
+        """
+        while True:
+            self.request()
 
     def request(self, intended_start_ns: int | None = None,
                 intended_perf_ns: int | None = None) -> None:

@@ -1,63 +1,45 @@
-"""gRPC: a transport on grpcio with prebuilt, pre-serialized requests, and TritonGrpcUser.
+"""gRPC: a pooled transport on tritonload's lean gRPC wire client, and TritonGrpcUser.
 
-Requests are serialized to bytes once (``prepare``) and sent through a unary-unary call whose
-serializer is the identity, so no protobuf work is done per request; the response is kept as
-bytes, only measured. Under Locust, grpc's gevent integration must be on before any channel
-exists: `enable_grpc_gevent` does it, idempotently, when the first transport is made.
+Requests are serialized once (``prepare``) into ready gRPC messages, and the request header
+block is encoded once per transport, so a call only writes bytes and reads the answer
+(`tritonload.users.grpc_wire` explains why not grpcio). As over HTTP/1.1, each request in
+flight has its own connection: a sync user holds one, an async user up to ``max_in_flight``.
 """
 
 from __future__ import annotations
 
-import gevent
-import grpc
+import socket
+import ssl
+
 from tritonclient.grpc import service_pb2
 from tritonclient.utils import np_to_triton_dtype, serialize_byte_tensor
 
-from tritonload.clients import enable_grpc_gevent
 from tritonload.config import Target
 from tritonload.payloads import Payload
 from tritonload.users.base import Prepared, TritonUser
+from tritonload.users.grpc_wire import GrpcConnection, GrpcStatusError, encode_headers, grpc_message
 
-_MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
-_reserved_calls = 0
-
-
-def reserve_blocking_calls(count: int) -> int:
-    """Grow gevent's hub thread pool: every blocking gRPC wait holds one of its threads.
-
-    The default of 10 silently queues calls inside the client beyond 10 in flight.
-    """
-    global _reserved_calls
-    _reserved_calls += count
-    pool = gevent.get_hub().threadpool
-    pool.maxsize = max(pool.maxsize, _reserved_calls + 10)
-    return pool.maxsize
-
-
-def _identity(data: bytes) -> bytes:
-    return data
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
 class GrpcTransport:
-    """One channel; ``send`` blocks the calling greenlet only."""
+    """Keep-alive HTTP/2 connections, one per request in flight; ``send`` blocks its greenlet."""
 
     protocol = "grpc"
 
     def __init__(self, target: Target, in_flight: int = 1) -> None:
-        enable_grpc_gevent()
-        reserve_blocking_calls(in_flight)
-        url = target.url("grpc")
-        options = [("grpc.max_send_message_length", -1),
-                   ("grpc.max_receive_message_length", -1)]
-        self.channel = (grpc.secure_channel(url, grpc.ssl_channel_credentials(), options)
-                        if target.ssl else grpc.insecure_channel(url, options))
-        self._call = self.channel.unary_unary(
-            _MODEL_INFER, request_serializer=_identity, response_deserializer=_identity)
-        self.metadata = tuple((k.lower(), v) for k, v in target.headers.items()) or None
+        authority = target.url("grpc")
+        host, _, port = authority.rpartition(":")
+        self.address = (host.strip("[]"), int(port))
         self.timeout_s = target.timeout_s
+        self.tls = _tls_context() if target.ssl else None
+        self.header_block = encode_headers(MODEL_INFER, authority, dict(target.headers),
+                                           target.timeout_s, "https" if target.ssl else "http")
+        self.idle: list[GrpcConnection] = []
+        self.connections: set[GrpcConnection] = set()
 
     def prepare(self, payload: Payload) -> list[Prepared]:
-        """Each payload entry as a serialized ModelInferRequest."""
+        """Each payload entry as a ready gRPC message holding a ModelInferRequest."""
         prepared = []
         for entry in payload.entries:
             request = service_pb2.ModelInferRequest(model_name=payload.model)
@@ -71,16 +53,71 @@ class GrpcTransport:
             for name in payload.outputs:
                 request.outputs.add().name = name
             data = request.SerializeToString()
-            prepared.append(Prepared(payload.model, data, len(data)))
+            prepared.append(Prepared(payload.model, grpc_message(data), len(data)))
         return prepared
 
     def send(self, prepared: Prepared) -> int:
-        """One inference; returns the response message size."""
-        return len(self._call(prepared.request, timeout=self.timeout_s, metadata=self.metadata))
+        """One inference; returns the response message size. Raises on a non-OK status."""
+        connection = self._connection()
+        try:
+            size = connection.call(self.header_block, prepared.request)
+        except GrpcStatusError:
+            self._give_back(connection)  # the call ended cleanly: the connection is fine
+            raise
+        except BaseException:
+            self._discard(connection)  # timed out or broken: its state is unknown
+            raise
+        self._give_back(connection)
+        return size
 
     def close(self) -> None:
-        """Close the channel (an open channel can keep a gevent process from exiting)."""
-        self.channel.close()
+        """Close every connection."""
+        for connection in list(self.connections):
+            self._discard(connection)
+
+    def _connection(self) -> GrpcConnection:
+        while self.idle:
+            connection = self.idle.pop()
+            if _still_open(connection.sock):
+                return connection
+            self._discard(connection)
+        sock = socket.create_connection(self.address, timeout=self.timeout_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_hostname=self.address[0])
+        connection = GrpcConnection(sock)
+        self.connections.add(connection)
+        return connection
+
+    def _give_back(self, connection: GrpcConnection) -> None:
+        if connection.reusable:
+            self.idle.append(connection)
+        else:
+            self._discard(connection)
+
+    def _discard(self, connection: GrpcConnection) -> None:
+        self.connections.discard(connection)
+        connection.close()
+
+
+def _tls_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+def _still_open(sock: socket.socket) -> bool:
+    """Whether an idle connection can carry another call: not closed by the server.
+
+    Pending bytes (a PING, a SETTINGS change) are fine: the next call reads them.
+    """
+    raw = getattr(sock, "_sock", sock)  # gevent's socket wraps the OS one
+    try:
+        return raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True  # nothing pending
+    except (OSError, ValueError):
+        return False
 
 
 class TritonGrpcUser(TritonUser):
@@ -90,5 +127,5 @@ class TritonGrpcUser(TritonUser):
     protocol = "grpc"
 
     def make_transport(self, target: Target, settings: object) -> GrpcTransport:
-        """A channel per user."""
+        """A connection pool per user."""
         return GrpcTransport(target, settings.max_in_flight)

@@ -1,0 +1,184 @@
+"""The lean gRPC wire client against h2, an independent HTTP/2 implementation, as the peer.
+
+h2 checks every frame the client sends (flow control, stream states, SETTINGS and PING
+acknowledgements) and raises on a protocol violation, which fails the peer and the test. The
+peer's behaviour drives the parts of HTTP/2 that Triton rarely exercises: tiny windows, small
+frames, padding, CONTINUATION, trailers-only errors, RST_STREAM and GOAWAY.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import traceback
+
+import grpc
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import pytest
+
+from tritonload.errors import classify, message_of
+from tritonload.users.grpc_wire import GrpcConnection, GrpcStatusError, encode_headers, grpc_message
+
+BLOCK = encode_headers("/inference.GRPCInferenceService/ModelInfer", "peer:1", {"x-token": "t"},
+                       5.0)
+OK_HEADERS = [(":status", "200"), ("content-type", "application/grpc")]
+
+
+class Peer:
+    """An h2 server on one end of a socket pair; ``answer(body) -> actions`` scripts it."""
+
+    def __init__(self, answer, window: int = 65535, frame: int = 16384) -> None:
+        self.answer = answer
+        self.client_sock, self.sock = socket.socketpair()
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=False, header_encoding="utf-8"))
+        self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: frame})
+        self.requests: list[tuple[dict, bytes]] = []
+        self.events: list[object] = []
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            self.conn.initiate_connection()
+            self.sock.sendall(self.conn.data_to_send())
+            bodies: dict[int, bytearray] = {}
+            headers: dict[int, dict] = {}
+            while data := self.sock.recv(65536):
+                for event in self.conn.receive_data(data):
+                    self.events.append(event)
+                    if isinstance(event, h2.events.RequestReceived):
+                        headers[event.stream_id] = dict(event.headers)
+                        bodies[event.stream_id] = bytearray()
+                    elif isinstance(event, h2.events.DataReceived):
+                        bodies[event.stream_id] += event.data
+                        self.conn.acknowledge_received_data(event.flow_controlled_length,
+                                                            event.stream_id)
+                    elif isinstance(event, h2.events.StreamEnded):
+                        body = bytes(bodies.pop(event.stream_id))
+                        self.requests.append((headers.pop(event.stream_id), body))
+                        self.answer(self.conn, event.stream_id, body)
+                self.sock.sendall(self.conn.data_to_send())
+        except OSError:
+            pass  # the client closed its end
+        except BaseException:  # a protocol violation by the client
+            self.error = traceback.format_exc()
+
+    def client(self) -> GrpcConnection:
+        self.client_sock.settimeout(5)  # a dead peer fails the test instead of hanging it
+        return GrpcConnection(self.client_sock)
+
+    def close(self) -> None:
+        self.client_sock.close()
+        self.thread.join(5)
+        self.sock.close()
+        assert self.error is None, f"the peer failed: {self.error}"
+
+
+def echo_size(conn, stream: int, body: bytes, pad: int = 0) -> None:
+    """Answer with a message as long as the request's message, then grpc-status 0."""
+    conn.send_headers(stream, OK_HEADERS)
+    conn.send_data(stream, grpc_message(b"r" * (len(body) - 5)), pad_length=pad or None)
+    conn.send_headers(stream, [("grpc-status", "0")], end_stream=True)
+
+
+@pytest.fixture
+def peer_factory():
+    peers = []
+
+    def make(answer, **kwargs) -> Peer:
+        peers.append(Peer(answer, **kwargs))
+        return peers[-1]
+    yield make
+    for peer in peers:
+        peer.close()
+
+
+def test_calls_reuse_one_connection_and_send_the_request_as_built(peer_factory):
+    peer = peer_factory(echo_size)
+    client = peer.client()
+    for size in (0, 10, 1000):
+        assert client.call(BLOCK, grpc_message(b"q" * size)) == size
+    assert client.reusable and [body for _, body in peer.requests] == [
+        grpc_message(b"q" * size) for size in (0, 10, 1000)]
+    sent = peer.requests[0][0]
+    assert sent[":path"] == "/inference.GRPCInferenceService/ModelInfer"
+    assert sent["content-type"] == "application/grpc" and sent["te"] == "trailers"
+    assert sent["x-token"] == "t" and sent["grpc-timeout"] == "5000m"
+
+
+def test_large_request_waits_for_window_updates_and_splits_frames(peer_factory):
+    peer = peer_factory(echo_size, window=1000, frame=16384)
+    client = peer.client()
+    message = grpc_message(bytes(range(256)) * 1200)  # 300 KB: about 300 window updates
+    assert client.call(BLOCK, message) == len(message) - 5
+    assert client.call(BLOCK, message) == len(message) - 5
+    assert [body for _, body in peer.requests] == [message, message]
+
+
+def test_padding_continuation_and_ping(peer_factory):
+    def answer(conn, stream, body):
+        conn.ping(b"12345678")
+        # With 16 KB frames, a 20 KB header block needs CONTINUATION frames.
+        conn.max_outbound_frame_size = conn.streams[stream].max_outbound_frame_size = 16384
+        conn.send_headers(stream, [*OK_HEADERS, ("x-long", "v" * 20000)])
+        conn.send_data(stream, grpc_message(b"r" * 50), pad_length=30)
+        conn.send_headers(stream, [("grpc-status", "0"), ("x-more", "w" * 20000)],
+                          end_stream=True)
+
+    peer = peer_factory(answer)
+    assert peer.client().call(BLOCK, grpc_message(b"q")) == 50
+    peer.close()  # the peer reads everything the client sent, including the PING ACK
+    assert any(isinstance(e, h2.events.PingAckReceived) for e in peer.events)
+
+
+def test_error_status_trailers_only_and_percent_encoding(peer_factory):
+    def answer(conn, stream, body):
+        conn.send_headers(stream, [*OK_HEADERS, ("grpc-status", "5"),
+                                   ("grpc-message", "Request for unknown model: 'x%20y' 100%25")],
+                          end_stream=True)
+
+    peer = peer_factory(answer)
+    client = peer.client()
+    with pytest.raises(GrpcStatusError) as info:
+        client.call(BLOCK, grpc_message(b"q"))
+    assert info.value.code() is grpc.StatusCode.NOT_FOUND
+    assert message_of(info.value) == "Request for unknown model: 'x y' 100%"
+    assert classify(info.value) == "model_not_found"
+    assert client.reusable
+
+
+def test_reset_stream_and_goaway_fail_the_call(peer_factory):
+    def answer(conn, stream, body):
+        if stream == 1:
+            conn.reset_stream(stream, error_code=7)  # REFUSED_STREAM
+        else:
+            conn.close_connection(error_code=0, last_stream_id=1)
+
+    peer = peer_factory(answer)
+    client = peer.client()
+    with pytest.raises(GrpcStatusError) as info:
+        client.call(BLOCK, grpc_message(b"q"))
+    assert info.value.code() is grpc.StatusCode.UNAVAILABLE and client.reusable
+    with pytest.raises(GrpcStatusError) as info:
+        client.call(BLOCK, grpc_message(b"q"))
+    assert "GOAWAY" in info.value.details() and not client.reusable
+    assert classify(info.value) == "unavailable"
+
+
+def test_server_closing_mid_call_is_a_connection_error(peer_factory):
+    def answer(conn, stream, body):
+        conn.send_headers(stream, OK_HEADERS)
+        peer.sock.sendall(conn.data_to_send())
+        peer.sock.shutdown(socket.SHUT_WR)
+
+    peer = peer_factory(answer)
+    with pytest.raises(ConnectionError) as info:
+        peer.client().call(BLOCK, grpc_message(b"q"))
+    assert classify(info.value) == "unavailable"
