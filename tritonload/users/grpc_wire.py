@@ -150,7 +150,8 @@ class GrpcConnection:
             room = min(self.send_window, call.window, self.max_frame, len(view) - sent)
             if room <= 0:
                 self._handle(call, *self._read_frame())  # wait for a WINDOW_UPDATE
-                if call.ended:  # the server answered early (an error): stop sending
+                if call.ended:  # the server answered early (an error): stop sending, and
+                    self.reusable = False  # don't leave a half-sent stream on a reused connection
                     return
                 continue
             end = sent + room
@@ -166,9 +167,9 @@ class GrpcConnection:
             if stream == call.stream:
                 call.data(payload[1:len(payload) - payload[0]] if flags & PADDED else payload)
         elif kind == HEADERS:
-            block = self._header_block(flags, payload)
+            fields = self._decode(self._header_block(flags, payload))  # every block, in order
             if stream == call.stream:
-                call.headers(self._decode(block))
+                call.headers(fields)
         elif stream == 0:
             self._connection_frame(call, kind, flags, payload)
         elif kind == WINDOW_UPDATE and stream == call.stream:
