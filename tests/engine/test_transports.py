@@ -83,6 +83,19 @@ def test_a_request_past_its_timeout_is_a_timeout(target):
             with pytest.raises(Exception) as info:
                 transport.send(prepared)
             assert classify(info.value) == "timeout"
-        assert len(transport.connections) <= 1
+        assert len(transport.idle) <= 1
     finally:
         transport.close()
+
+
+def test_closing_with_a_request_in_flight_lets_it_finish(transport, target):
+    # A user stopping mid-request closes its transport; the in-flight call must not fail on a
+    # socket closed under it (it was recorded as "unavailable: Bad file descriptor").
+    import gevent
+
+    prepared = transport.prepare(payload_for(target, "wide_ranker"))[0]
+    transport.send(prepared)  # one connection idle, the next call opens a second one
+    in_flight = [gevent.spawn(transport.send, prepared) for _ in range(2)]
+    gevent.sleep(0.02)
+    transport.close()
+    assert [g.get(timeout=10) >= WIDE_BYTES for g in in_flight] == [True, True]

@@ -36,7 +36,7 @@ class GrpcTransport:
         self.header_block = encode_headers(MODEL_INFER, authority, dict(target.headers),
                                            target.timeout_s, "https" if target.ssl else "http")
         self.idle: list[GrpcConnection] = []
-        self.connections: set[GrpcConnection] = set()
+        self.closed = False
 
     def prepare(self, payload: Payload) -> list[Prepared]:
         """Each payload entry as a ready gRPC message holding a ModelInferRequest."""
@@ -65,39 +65,42 @@ class GrpcTransport:
             self._give_back(connection)  # the call ended cleanly: the connection is fine
             raise
         except BaseException:
-            self._discard(connection)  # timed out or broken: its state is unknown
+            connection.close()  # timed out or broken: its state is unknown
             raise
         self._give_back(connection)
         return size
 
     def close(self) -> None:
-        """Close every connection."""
-        for connection in list(self.connections):
-            self._discard(connection)
+        """Close the idle connections; those in use close when their call ends.
+
+        Closing a socket under a greenlet that is still reading it (a user stopping with
+        requests in flight) would record a spurious "Bad file descriptor" failure.
+        """
+        self.closed = True
+        while self.idle:
+            self.idle.pop().close()
 
     def _connection(self) -> GrpcConnection:
         while self.idle:
             connection = self.idle.pop()
             if _still_open(connection.sock):
                 return connection
-            self._discard(connection)
+            connection.close()
         sock = socket.create_connection(self.address, timeout=self.timeout_s)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.tls is not None:
-            sock = self.tls.wrap_socket(sock, server_hostname=self.address[0])
-        connection = GrpcConnection(sock)
-        self.connections.add(connection)
-        return connection
+        try:
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_hostname=self.address[0])
+            return GrpcConnection(sock)
+        except BaseException:
+            sock.close()
+            raise
 
     def _give_back(self, connection: GrpcConnection) -> None:
-        if connection.reusable:
+        if connection.reusable and not self.closed:
             self.idle.append(connection)
         else:
-            self._discard(connection)
-
-    def _discard(self, connection: GrpcConnection) -> None:
-        self.connections.discard(connection)
-        connection.close()
+            connection.close()
 
 
 def _tls_context() -> ssl.SSLContext:
