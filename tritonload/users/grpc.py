@@ -18,6 +18,7 @@ from tritonload.config import Target
 from tritonload.payloads import Payload
 from tritonload.users.base import Prepared, TritonUser
 from tritonload.users.grpc_wire import GrpcConnection, GrpcStatusError, encode_headers, grpc_message
+from tritonload.users.sockets import peek_idle
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
@@ -33,7 +34,7 @@ class GrpcTransport:
         self.address = (host.strip("[]"), int(port))
         self.timeout_s = target.timeout_s
         self.tls = _tls_context() if target.ssl else None
-        self.header_block = encode_headers(MODEL_INFER, authority, dict(target.headers),
+        self.header_block = encode_headers(MODEL_INFER, authority, target.headers,
                                            target.timeout_s, "https" if target.ssl else "http")
         self.idle: list[GrpcConnection] = []
         self.closed = False
@@ -83,7 +84,7 @@ class GrpcTransport:
     def _connection(self) -> GrpcConnection:
         while self.idle:
             connection = self.idle.pop()
-            if _still_open(connection.sock):
+            if peek_idle(connection.sock) != b"":  # pending PING/SETTINGS: the call reads them
                 return connection
             connection.close()
         sock = socket.create_connection(self.address, timeout=self.timeout_s)
@@ -107,20 +108,6 @@ def _tls_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.set_alpn_protocols(["h2"])
     return context
-
-
-def _still_open(sock: socket.socket) -> bool:
-    """Whether an idle connection can carry another call: not closed by the server.
-
-    Pending bytes (a PING, a SETTINGS change) are fine: the next call reads them.
-    """
-    raw = getattr(sock, "_sock", sock)  # gevent's socket wraps the OS one
-    try:
-        return raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-    except BlockingIOError:
-        return True  # nothing pending
-    except (OSError, ValueError):
-        return False
 
 
 class TritonGrpcUser(TritonUser):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Mapping
 
 import grpc
 import hpack
@@ -70,7 +71,7 @@ class GrpcProtocolError(ConnectionError):
     """The peer broke HTTP/2 or closed the connection mid-call."""
 
 
-def encode_headers(path: str, authority: str, metadata: dict[str, str],
+def encode_headers(path: str, authority: str, metadata: Mapping[str, str],
                    timeout_s: float | None, scheme: str = "http") -> bytes:
     """One request's HPACK header block, free of any compression-table state."""
     fields = [(":method", "POST"), (":scheme", scheme), (":path", path),
@@ -111,8 +112,7 @@ class GrpcConnection:
 
     def _await_settings(self) -> None:
         """Read the server's preface, a SETTINGS frame, so the first call knows its limits."""
-        length_kind, flags, _ = _FRAME.unpack(self._take(9))
-        length, kind = length_kind >> 8, length_kind & 0xFF
+        length, kind, flags, _ = self._frame_head()
         if kind != SETTINGS or flags & ACK or length % 6 or length > 600:
             raise GrpcProtocolError("the server did not answer with HTTP/2: is this Triton's "
                                     "gRPC port?")
@@ -230,14 +230,19 @@ class GrpcConnection:
             headers = self.decoder.decode(block, raw=True)
             # We announce a table size of 0, but a server may encode a block before it applies
             # that (grpc's early deadline answers do): cache only blocks that left no state.
-            if not self.decoder.header_table.dynamic_entries:
+            # Bounded: error answers can carry ever-new messages.
+            if not self.decoder.header_table.dynamic_entries and len(self.blocks) < 64:
                 self.blocks[block] = headers
         return headers
 
+    def _frame_head(self) -> tuple[int, int, int, int]:
+        """The next frame's ``(length, type, flags, stream)``; its payload is still unread."""
+        length_kind, flags, stream = _FRAME.unpack(self._take(9))
+        return length_kind >> 8, length_kind & 0xFF, flags, stream & _MAX_WINDOW
+
     def _read_frame(self) -> tuple[int, int, int, bytes]:
-        head = self._take(9)
-        length_kind, flags, stream = _FRAME.unpack(head)
-        return length_kind & 0xFF, flags, stream & _MAX_WINDOW, self._take(length_kind >> 8)
+        length, kind, flags, stream = self._frame_head()
+        return kind, flags, stream, self._take(length)
 
     def _take(self, size: int) -> bytes:
         buf = self.buf

@@ -17,7 +17,6 @@ concurrency 16 that cost about 205 µs of client CPU per request against about 1
 from __future__ import annotations
 
 import json
-import socket
 
 from geventhttpclient import HTTPClient
 from geventhttpclient.connectionpool import ConnectionPool
@@ -28,6 +27,7 @@ from tritonload.clients import build_inputs, client_module
 from tritonload.config import Target
 from tritonload.payloads import Payload
 from tritonload.users.base import Prepared, TritonUser
+from tritonload.users.sockets import peek_idle
 
 
 class HttpTransport:
@@ -93,13 +93,7 @@ _BLOCK = 65536
 
 def _idle_and_open(sock: object) -> bool:
     """Whether a pooled keep-alive connection can be reused: open, with nothing to read."""
-    try:
-        sock._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # plain (non-TLS) socket
-    except BlockingIOError:
-        return True  # nothing pending: idle and open
-    except (OSError, ValueError, AttributeError):
-        return False
-    return False  # b"" (closed by the server) or unexpected bytes
+    return peek_idle(sock) is None  # pending bytes would be an answer nobody asked for
 
 
 def _read_response(sock: object) -> tuple[int, bytes, bool]:
