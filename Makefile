@@ -19,8 +19,13 @@ demo: setup
 test: setup
 	$(BIN)/pytest
 
+# Import contracts (pyproject.toml) are checked on the package as it installs: analysis/ and
+# locustfiles/ become tritonload.analysis and tritonload.locustfiles only there.
 lint: setup
 	$(BIN)/ruff check tritonload analysis tests locustfiles benchmarks
+	rm -rf build/lint-pkg
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation --target build/lint-pkg .
+	cd build/lint-pkg && $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml
 
 clean:
-	rm -rf $(VENV) runs reports
+	rm -rf $(VENV) runs reports build

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from tritonload.errors import UsageError
+from tritonload.core.errors import UsageError
 
 #: Default headroom kept free on each replica.
 DEFAULT_HEADROOM = 0.30

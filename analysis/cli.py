@@ -2,7 +2,7 @@
 
 Wire them into the main CLI with :func:`add_report_command` and :func:`add_compare_command`;
 each sets ``func(args) -> int``. Errors are raised as
-:class:`tritonload.errors.TritonloadError`. :func:`main` runs them stand-alone
+:class:`tritonload.core.errors.TritonloadError`. :func:`main` runs them stand-alone
 (``python -m analysis.cli report RUN_DIR -o OUT``).
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tritonload.errors import TritonloadError, UsageError
+from tritonload.core.errors import TritonloadError, UsageError, print_error
 
 from . import capacity
 
@@ -166,7 +166,7 @@ def run_compare(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``report`` or ``compare`` stand-alone; returns the exit code.
 
-    A :class:`~tritonload.errors.TritonloadError` is printed as one line on stderr.
+    A :class:`~tritonload.core.errors.TritonloadError` is printed as one line on stderr.
     """
     parser = argparse.ArgumentParser(prog="tritonload")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except TritonloadError as exc:
-        sys.stderr.write(f"tritonload: error: {exc}\n")
+        print_error(str(exc))
         return exc.exit_code
 
 

@@ -1,14 +1,13 @@
-"""Load run directories (format ``tritonload-run`` version 1) into pandas DataFrames.
+"""Load run directories (`tritonload.core.schema`) into pandas DataFrames.
 
 Request records are read with pyarrow, only the columns the analysis needs, with the string
 columns dictionary-encoded (pandas ``category``), so ten million records take a few hundred
-megabytes. Every failure is a :class:`tritonload.errors.UsageError` whose message is one line
+megabytes. Every failure is a :class:`tritonload.core.errors.UsageError` whose message is one line
 naming the offending path.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tritonload.errors import UsageError
+from tritonload.core import schema
+from tritonload.core.errors import UsageError, first_line
+from tritonload.core.rundir import read_run_json, request_parts
 
 try:  # pyarrow is a hard dependency; fail with one line, not an import traceback.
     import pyarrow as pa
@@ -31,9 +32,6 @@ else:
     _PYARROW_ERROR = ""
 
 log = logging.getLogger(__name__)
-
-FORMAT = "tritonload-run"
-FORMAT_VERSION = 1
 
 #: Record columns the analysis reads (the others are left on disk).
 RECORD_COLUMNS = (
@@ -52,33 +50,8 @@ CATEGORICAL_COLUMNS = ("model", "protocol", "mode", "error_kind")
 #: Columns attached to every record from ``run.json``.
 RUN_COLUMNS = ("run_id", "load_kind", "load_level")
 
-SERVER_STATS_COLUMNS = (
-    "t_start_ns",
-    "t_end_ns",
-    "model",
-    "success_count",
-    "fail_count",
-    "inference_count",
-    "execution_count",
-    "queue_ns",
-    "compute_input_ns",
-    "compute_infer_ns",
-    "compute_output_ns",
-    "queue_count",
-    "compute_input_count",
-    "compute_infer_count",
-    "compute_output_count",
-)
-SERVER_BATCHES_COLUMNS = (
-    "t_start_ns",
-    "t_end_ns",
-    "model",
-    "batch_size",
-    "executions",
-    "compute_infer_ns",
-)
-
-_REQUIRED_META = ("run_id", "mode", "load", "started_ns", "ended_ns", "target")
+SERVER_STATS_COLUMNS = tuple(schema.SERVER_STATS.names)
+SERVER_BATCHES_COLUMNS = tuple(schema.SERVER_BATCHES.names)
 
 
 @dataclass
@@ -112,55 +85,10 @@ def _require_pyarrow() -> None:
         raise UsageError(f"cannot read run directories: pyarrow is unusable ({_PYARROW_ERROR})")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def read_run_json(run_dir: str | Path) -> dict:
-    """Read and validate ``RUN_DIR/run.json``.
-
-    Args:
-        run_dir: a run directory.
-
-    Returns:
-        The parsed metadata.
-
-    Raises:
-        UsageError: the directory or file is missing, is not JSON, or has an unknown
-            format or version, or lacks a required key.
-
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UsageError(f"run directory not found: {run_dir}")
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise UsageError(f"not a run directory (no run.json): {run_dir}")
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"corrupt run.json: {path}: {_first_line(exc)}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise UsageError(f"not a tritonload run (format is not {FORMAT!r}): {path}")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise UsageError(
-            f"unsupported run format_version {meta.get('format_version')!r} "
-            f"(this tritonload reads {FORMAT_VERSION}): {path}"
-        )
-    missing = [k for k in _REQUIRED_META if k not in meta]
-    if missing:
-        raise UsageError(f"run.json lacks {', '.join(missing)}: {path}")
-    load = meta["load"]
-    if not isinstance(load, dict) or "kind" not in load or "level" not in load:
-        raise UsageError(f"run.json 'load' must be {{'kind', 'level'}}: {path}")
-    return meta
-
-
 def _read_parquet(path: Path, columns: Sequence[str], dictionary: Sequence[str]) -> pa.Table:
     try:
-        schema = pq.read_schema(path)
-        absent = [c for c in columns if c not in schema.names]
+        file_schema = pq.read_schema(path)
+        absent = [c for c in columns if c not in file_schema.names]
         if absent:
             raise UsageError(f"{path} lacks column(s) {', '.join(absent)}")
         return pq.read_table(
@@ -169,7 +97,7 @@ def _read_parquet(path: Path, columns: Sequence[str], dictionary: Sequence[str])
     except UsageError:
         raise
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise UsageError(f"corrupt parquet file {path}: {_first_line(exc)}") from None
+        raise UsageError(f"corrupt parquet file {path}: {first_line(exc)}") from None
 
 
 def _to_string_dictionary(table: pa.Table, name: str) -> pa.Table:
@@ -192,25 +120,14 @@ def _constant_dictionary(value: str, n: int) -> pa.DictionaryArray:
 
 
 def _read_records(run_dir: Path, meta: dict) -> pa.Table:
-    req_dir = run_dir / "requests"
+    req_dir = run_dir / schema.REQUESTS_DIR
     if not req_dir.is_dir():
         raise UsageError(f"run directory has no requests/ folder: {run_dir}")
-    parts = sorted(req_dir.glob("*.parquet"))
+    parts = request_parts(run_dir)
     tables = [_read_parquet(p, RECORD_COLUMNS, CATEGORICAL_COLUMNS) for p in parts]
     if not tables:
         log.warning("no request records in %s", req_dir)
-        schema = pa.schema(
-            [
-                ("intended_start_ns", pa.int64()),
-                ("latency_us", pa.float64()),
-                *[(c, pa.string()) for c in ("model", "protocol", "mode")],
-                ("ok", pa.bool_()),
-                ("error_kind", pa.string()),
-                ("bytes_sent", pa.int64()),
-                ("bytes_received", pa.int64()),
-            ]
-        )
-        tables = [schema.empty_table()]
+        tables = [pa.schema([schema.REQUESTS.field(c) for c in RECORD_COLUMNS]).empty_table()]
     out = []
     for t in tables:
         for c in CATEGORICAL_COLUMNS:
@@ -387,10 +304,10 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
             first = last = None
         record_tables.append(rec)
         stats_tables.append(
-            _read_server_file(path, "server_stats.parquet", SERVER_STATS_COLUMNS, rid, warnings)
+            _read_server_file(path, schema.SERVER_STATS_FILE, SERVER_STATS_COLUMNS, rid, warnings)
         )
         batch_tables.append(
-            _read_server_file(path, "server_batches.parquet", SERVER_BATCHES_COLUMNS, rid,
+            _read_server_file(path, schema.SERVER_BATCHES_FILE, SERVER_BATCHES_COLUMNS, rid,
                               warnings)
         )
         rows.append(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from tritonload.errors import UsageError
+from tritonload.core.errors import UsageError
 
 from . import batching, capacity, compare, metrics
 from .load import RunSet

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tritonload.errors import UsageError
+from tritonload.core.errors import UsageError
 
 from . import plots
 from .compare import IMPROVEMENT, NOT_SIGNIFICANT, REGRESSION

@@ -10,53 +10,15 @@ Everything is reproducible from ``seed``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from tritonload.recorder import SCHEMA
-
-#: Arrow schema of request records, as written by the load engine.
-RECORD_SCHEMA = SCHEMA
-
-#: Arrow schema of ``server_stats.parquet``.
-SERVER_STATS_SCHEMA = pa.schema(
-    [
-        ("t_start_ns", pa.int64()),
-        ("t_end_ns", pa.int64()),
-        ("model", pa.string()),
-        ("success_count", pa.int64()),
-        ("fail_count", pa.int64()),
-        ("inference_count", pa.int64()),
-        ("execution_count", pa.int64()),
-        ("queue_ns", pa.int64()),
-        ("compute_input_ns", pa.int64()),
-        ("compute_infer_ns", pa.int64()),
-        ("compute_output_ns", pa.int64()),
-        ("queue_count", pa.int64()),
-        ("compute_input_count", pa.int64()),
-        ("compute_infer_count", pa.int64()),
-        ("compute_output_count", pa.int64()),
-    ]
-)
-
-#: Arrow schema of ``server_batches.parquet``.
-SERVER_BATCHES_SCHEMA = pa.schema(
-    [
-        ("t_start_ns", pa.int64()),
-        ("t_end_ns", pa.int64()),
-        ("model", pa.string()),
-        ("batch_size", pa.int64()),
-        ("executions", pa.int64()),
-        ("compute_infer_ns", pa.int64()),
-    ]
-)
+from tritonload.core import schema
+from tritonload.core.rundir import iso, write_request_part, write_run_json, write_server_stats
 
 _START_NS = 1_700_000_000_000_000_000
 
@@ -141,10 +103,6 @@ def _normal_ppf(q: float) -> float:
     )
 
 
-def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat()
-
-
 def write_synthetic_run(
     run_dir: str | Path,
     models: list[SyntheticModel],
@@ -211,19 +169,15 @@ def write_synthetic_run(
         hi = min(lo + chunk_rows, total)
         if hi <= lo:
             break
-        _write_record_chunk(
-            run_dir / "requests" / f"part-{part:05d}.parquet",
-            rng, models, starts[lo:hi], model_idx[lo:hi], protocol, mode,
-        )
+        write_request_part(run_dir, part, _record_chunk(
+            rng, models, starts[lo:hi], model_idx[lo:hi], protocol, mode))
         part += 1
     if total == 0:
-        pq.write_table(RECORD_SCHEMA.empty_table(), run_dir / "requests" / "part-00000.parquet")
+        write_request_part(run_dir, 0, schema.REQUESTS.empty_table())
 
     _write_server_files(run_dir, rng, models, start_ns, end_ns, stats_interval_s, duration_s)
 
     meta = {
-        "format": "tritonload-run",
-        "format_version": 1,
         "run_id": run_id,
         "tool_versions": {"tritonload": "synthetic", "python": "3"},
         "scenario": "synthetic",
@@ -245,8 +199,8 @@ def write_synthetic_run(
         "warmup_s": warmup_s,
         "started_ns": start_ns,
         "ended_ns": end_ns,
-        "started_at": _iso(start_ns),
-        "ended_at": _iso(end_ns),
+        "started_at": iso(start_ns),
+        "ended_at": iso(end_ns),
         "request_count": total,
         "models": {
             m.name: {
@@ -260,19 +214,18 @@ def write_synthetic_run(
         "gevent_threadpool_size": 10,
         "extra": extra or {},
     }
-    (run_dir / "run.json").write_text(json.dumps(meta, indent=2))
+    write_run_json(run_dir, meta)
     return run_dir
 
 
-def _write_record_chunk(
-    path: Path,
+def _record_chunk(
     rng: np.random.Generator,
     models: list[SyntheticModel],
     starts: np.ndarray,
     model_idx: np.ndarray,
     protocol: str,
     mode: str,
-) -> None:
+) -> pa.Table:
     n = len(starts)
     median = np.array([m.latency_median_us for m in models])[model_idx]
     sigma = np.array([m.latency_sigma for m in models])[model_idx]
@@ -296,7 +249,7 @@ def _write_record_chunk(
     def const_col(value: str) -> pa.Array:
         return dict_col(np.zeros(n, dtype=np.int32), pa.array([value], pa.string()))
 
-    table = pa.table(
+    return pa.table(
         {
             "intended_start_ns": starts,
             "start_ns": starts,
@@ -312,9 +265,8 @@ def _write_record_chunk(
             "user_id": rng.integers(0, 16, n, dtype=np.int32),
             "worker": const_col("local"),
         },
-        schema=RECORD_SCHEMA,
+        schema=schema.REQUESTS,
     )
-    pq.write_table(table, path)
 
 
 def _write_server_files(
@@ -330,8 +282,8 @@ def _write_server_files(
     bounds = np.arange(start_ns, end_ns + 1, step, dtype=np.int64)
     if bounds[-1] < end_ns:
         bounds = np.append(bounds, end_ns)
-    stats: dict[str, list] = {name: [] for name in SERVER_STATS_SCHEMA.names}
-    batches: dict[str, list] = {name: [] for name in SERVER_BATCHES_SCHEMA.names}
+    stats: dict[str, list] = {name: [] for name in schema.SERVER_STATS.names}
+    batches: dict[str, list] = {name: [] for name in schema.SERVER_BATCHES.names}
     for t0, t1 in zip(bounds[:-1], bounds[1:], strict=True):
         width = (t1 - t0) / 1e9
         for m in models:
@@ -369,7 +321,4 @@ def _write_server_files(
                 batches["batch_size"].append(int(size))
                 batches["executions"].append(int(n_exec))
                 batches["compute_infer_ns"].append(int(n_exec * compute_us * 0.8 * 1000))
-    pq.write_table(pa.table(stats, schema=SERVER_STATS_SCHEMA), run_dir / "server_stats.parquet")
-    pq.write_table(
-        pa.table(batches, schema=SERVER_BATCHES_SCHEMA), run_dir / "server_batches.parquet"
-    )
+    write_server_stats(run_dir, stats, batches)

@@ -29,7 +29,7 @@ TARGET_BYTES = 4 * 1024**3
 
 
 def generate(run_dir: Path, records: int) -> None:
-    from analysis.synthetic import SyntheticModel, write_synthetic_run
+    from tritonload.analysis.synthetic import SyntheticModel, write_synthetic_run
 
     duration = 600.0
     total_rate = records / duration
@@ -74,9 +74,9 @@ def main() -> int:
         print(f"generated {args.records:,} records in {time.perf_counter() - t:.1f} s "
               f"(child process, not counted) -> {run_dir}")
 
-    from analysis.load import load_runs
-    from analysis.pipeline import analyze
-    from analysis.report import write_report
+    from tritonload.analysis.load import load_runs
+    from tritonload.analysis.pipeline import analyze
+    from tritonload.analysis.report import write_report
 
     rss0 = peak_rss_bytes()
     t0 = time.perf_counter()

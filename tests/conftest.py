@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tritonload.config import Target
+from tritonload.core.config import Target
 from tritonload.server import EmbeddedTriton, Ports
 
 

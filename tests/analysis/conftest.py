@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from analysis.synthetic import SyntheticModel, write_synthetic_run  # noqa: E402
+from tritonload.analysis.synthetic import SyntheticModel, write_synthetic_run
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import math
 
 import pandas as pd
 import pytest
+from tritonload.analysis import capacity, metrics
+from tritonload.analysis.load import load_runs
 
-from analysis import capacity, metrics
-from analysis.load import load_runs
-from tritonload.errors import UsageError
+from tritonload.core.errors import UsageError
 
 # users → (throughput req/s, P95 ms): saturation at 6 users; P95 crosses 20 ms after 6.
 SWEEP = {1: (100, 8), 2: (200, 9), 4: (400, 11), 6: (560, 16), 8: (600, 35), 12: (610, 80)}

@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
-from analysis import batching, compare, metrics
-from analysis.load import load_run, load_runs
+from tritonload.analysis import batching, compare, metrics
+from tritonload.analysis.load import load_run, load_runs
 
 
 def _metrics(paths, n_boot=1000, seed=0):

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from tritonload.analysis.cli import main
+from tritonload.analysis.load import load_run, load_runs
 
-from analysis.cli import main
-from analysis.load import load_run, load_runs
-from tritonload.errors import TritonloadError, UsageError
+from tritonload.core.errors import TritonloadError, UsageError
 
 
 def _cli(*argv: str) -> subprocess.CompletedProcess:
@@ -167,7 +167,7 @@ def test_main_returns_exit_code_without_raising(tmp_path, capsys):
 
 
 def test_bad_parameters_are_usage_errors(make_run, tmp_path):
-    from analysis.pipeline import analyze
+    from tritonload.analysis.pipeline import analyze
 
     rs = load_run(make_run())
     for kwargs in ({"headroom": 1.0}, {"slo_p95_ms": 0}, {"slo_p95_ms": 5, "target_rps": -1}):

@@ -8,9 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
-from analysis import metrics
-from analysis.load import load_run, load_runs
+from tritonload.analysis import metrics
+from tritonload.analysis.load import load_run, load_runs
 
 NS = 1_000_000_000
 

@@ -10,15 +10,14 @@ import subprocess
 import sys
 
 import pytest
-
-from analysis import report
-from analysis.cli import main
+from tritonload.analysis import report
+from tritonload.analysis.cli import main
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    from analysis.synthetic import SyntheticModel as M
-    from analysis.synthetic import write_synthetic_run
+    from tritonload.analysis.synthetic import SyntheticModel as M
+    from tritonload.analysis.synthetic import write_synthetic_run
 
     root = tmp_path_factory.mktemp("sweep")
     dirs = []

@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import free_ports
 from tests.locust_runs import REPO
-from tritonload.bench import Matrix
-from tritonload.errors import UsageError
+from tritonload.cli.bench import Matrix
+from tritonload.core.errors import UsageError
 
 
 def test_default_matrix_is_the_demo_ladder():

@@ -19,8 +19,8 @@ import h2.events
 import h2.settings
 import pytest
 
-from tritonload.errors import classify, message_of
-from tritonload.users.grpc_wire import GrpcConnection, GrpcStatusError, encode_headers, grpc_message
+from tritonload.core.errors import classify, message_of
+from tritonload.wire.grpc_wire import GrpcConnection, GrpcStatusError, encode_headers, grpc_message
 
 BLOCK = encode_headers("/inference.GRPCInferenceService/ModelInfer", "peer:1", {"x-token": "t"},
                        5.0)

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tritonload.admin import TritonAdmin
-from tritonload.errors import UsageError
-from tritonload.payloads import (
+from tritonload.core.errors import UsageError
+from tritonload.server.fleet import DEMO_SHAPES
+from tritonload.triton.admin import TritonAdmin
+from tritonload.triton.payloads import (
     ModelInfo,
     TensorInfo,
     generate_payload,
     load_payload_file,
     payload_document,
 )
-from tritonload.server.fleet import DEMO_SHAPES
 
 REPO = Path(__file__).resolve().parents[2]
 RECOMMENDER = ModelInfo("recommender", (TensorInfo("user_features", "FP32", (64,)),

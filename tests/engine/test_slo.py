@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from tests.locust_runs import REPO, error_lines, run_locust
-from tritonload.errors import UsageError
-from tritonload.slo import Slo, evaluate, parse_slo, parse_slos
+from tritonload.core.errors import UsageError
+from tritonload.core.slo import Slo, evaluate, parse_slo, parse_slos
 
 
 @pytest.mark.parametrize("text, slo", [

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import free_ports
 from tests.locust_runs import REPO
-from tritonload.sweep import ServerConfig, grid, rank
+from tritonload.cli.sweep import ServerConfig, grid, rank
 
 
 def test_rank_puts_configs_meeting_the_slo_first():

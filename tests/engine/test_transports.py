@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tritonload.admin import TritonAdmin
-from tritonload.errors import classify
-from tritonload.payloads import ModelInfo, Payload, generate_payload
-from tritonload.users.base import Prepared
-from tritonload.users.grpc import GrpcTransport
-from tritonload.users.http import HttpTransport
+from tritonload.core.errors import classify
+from tritonload.triton.admin import TritonAdmin
+from tritonload.triton.payloads import ModelInfo, Payload, generate_payload
+from tritonload.wire.grpc import GrpcTransport
+from tritonload.wire.http import HttpTransport
+from tritonload.wire.prepared import Prepared
 
 pytestmark = pytest.mark.integration
 WIDE_BYTES = 512 * 14041 * 4
@@ -23,8 +23,10 @@ def payload_for(target, model: str) -> Payload:
 
 @pytest.fixture(params=["grpc", "http"])
 def transport(request, target):
-    cls = GrpcTransport if request.param == "grpc" else HttpTransport
-    transport = cls(target, in_flight=2)
+    if request.param == "grpc":
+        transport = GrpcTransport(target)
+    else:
+        transport = HttpTransport(target, in_flight=2)
     yield transport
     transport.close()
 
@@ -51,7 +53,7 @@ def test_errors_are_classified(transport, target):
     else:
         from tritonclient.grpc import service_pb2
 
-        from tritonload.users.grpc_wire import grpc_message
+        from tritonload.wire.grpc_wire import grpc_message
 
         request = service_pb2.ModelInferRequest.FromString(prepared.request[5:])
         request.model_name = "no_such_model"
@@ -76,7 +78,7 @@ def test_a_request_past_its_timeout_is_a_timeout(target):
     # or the client gives up first; either way the next call works the same.
     from dataclasses import replace
 
-    transport = GrpcTransport(replace(target, timeout_s=0.01), in_flight=1)
+    transport = GrpcTransport(replace(target, timeout_s=0.01))
     prepared = transport.prepare(payload_for(target, "wide_ranker"))[0]
     try:
         for _ in range(2):

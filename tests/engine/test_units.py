@@ -9,10 +9,10 @@ import grpc
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from tritonload.config import Target
-from tritonload.errors import UsageError, classify, message_of
-from tritonload.mix import ModelMix
-from tritonload.server_stats import delta, snapshot
+from tritonload.core.config import Target
+from tritonload.core.errors import UsageError, classify, message_of
+from tritonload.core.mix import ModelMix
+from tritonload.load.server_stats import delta, snapshot
 
 
 @pytest.mark.parametrize("url, http, grpc_port, pinned, ssl", [

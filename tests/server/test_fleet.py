@@ -2,7 +2,7 @@
 
 import pytest
 
-from tritonload.errors import UsageError
+from tritonload.core.errors import UsageError
 from tritonload.server.fleet import (
     BASE_FLEET,
     demo_fleet,

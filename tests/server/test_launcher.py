@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from tests.conftest import free_ports
-from tritonload.errors import ServerError
+from tritonload.core.errors import ServerError
 from tritonload.server import EmbeddedTriton, ModelSpec, Ports, TensorSpec
 
 pytestmark = pytest.mark.integration

@@ -8,11 +8,11 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from gevent.pool import Pool
 
-from tritonload.admin import TritonAdmin
-from tritonload.clients import build_inputs
-from tritonload.payloads import ModelInfo, generate_payload
 from tritonload.server.fleet import DEMO_SHAPES, demo_fleet
 from tritonload.server.model_code.demo_functions import FUNCTIONS
+from tritonload.triton.admin import TritonAdmin
+from tritonload.triton.clients import build_inputs
+from tritonload.triton.payloads import ModelInfo, generate_payload
 
 pytestmark = pytest.mark.integration
 FLEET = {m.name: m for m in demo_fleet()}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from tritonload.errors import UsageError
+from tritonload.core.errors import UsageError
 from tritonload.server.model_code.demo_functions import RANKER_ITEMS, WIDE_RANKER_ROWS
 
 NOBATCH_SUFFIX = "_nobatch"

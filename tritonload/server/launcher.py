@@ -26,7 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tritonload.errors import ServerError
+from tritonload.core.errors import ServerError
 from tritonload.server.fleet import ModelSpec, demo_fleet, render_config
 
 log = logging.getLogger(__name__)

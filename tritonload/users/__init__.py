@@ -1,7 +1,9 @@
-"""Locust users for Triton: one module per protocol."""
+"""The user classes a locustfile subclasses (the public path since the first release).
 
-from tritonload.users.base import TritonUser
-from tritonload.users.grpc import TritonGrpcUser
-from tritonload.users.http import TritonHttpUser
+They live in `tritonload.load.users`; this module keeps ``from tritonload.users import ...``
+working for existing locustfiles.
+"""
+
+from tritonload.load.users import TritonGrpcUser, TritonHttpUser, TritonUser
 
 __all__ = ["TritonGrpcUser", "TritonHttpUser", "TritonUser"]

@@ -1,0 +1,1 @@
+"""The scenarios that ship with tritonload; Locust and ``tritonload run`` load them by path."""

@@ -1,0 +1,5 @@
+import sys
+
+from tritonload.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,106 @@
+"""`tritonload run`: one scenario, headless, one run directory, SLO verdicts, optional report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from tritonload.analysis.cli import write_report_for
+from tritonload.cli.commands.target_options import add_target_options, target_from_args
+from tritonload.cli.console import console, print_table
+from tritonload.cli.headless import LocustRun, parse_duration, percentile_table, resolve_scenario
+from tritonload.cli.signals import sigterm_raises_interrupt
+from tritonload.core.errors import UsageError
+from tritonload.core.options import add_slo_options, add_user_options
+from tritonload.core.rundir import new_run_id
+from tritonload.core.slo import BREACH_EXIT_CODE, evaluate, parse_slos
+
+
+def add_load_options(parser: argparse.ArgumentParser) -> None:
+    """Options shaping the load, passed through to the scenario's users."""
+    group = parser.add_argument_group("load")
+    group.add_argument("-u", "--users", type=int, default=16, help="Locust users (default 16)")
+    group.add_argument("-t", "--duration", default="60s",
+                       help="run time, e.g. 60s, 2m (default 60s)")
+    add_user_options(group)
+    group.add_argument("--user-class", action="append", default=[], metavar="NAME",
+                       help="run only these user classes of the scenario; repeatable")
+
+
+def arrival_line(totals: dict[str, int]) -> str:
+    """Open loop: how well the generator kept to its schedule."""
+    scheduled = max(totals["scheduled"], 1)
+    line = (f"open loop: {totals['scheduled']} sends scheduled, {totals['late']} late "
+            f"({totals['late'] / scheduled:.1%}), {totals['dropped']} dropped "
+            f"({totals['dropped'] / scheduled:.1%})")
+    if totals["dropped"]:
+        line += " (the generator could not keep up: raise --max-in-flight or use more users)"
+    return line
+
+
+def load_options(args: argparse.Namespace) -> list[str]:
+    """The scenario options (tritonload's Locust options) the arguments ask for."""
+    options: list[str] = []
+    for flag in ("mode", "max_in_flight", "rate", "arrival", "mix"):
+        value = getattr(args, flag)
+        if value is not None:
+            options += [f"--{flag.replace('_', '-')}", str(value)]
+    for flag in ("payload", "shape", "header"):
+        for value in getattr(args, flag, []):
+            options += [f"--{flag}", value]
+    if args.timeout is not None:
+        options += ["--request-timeout", str(args.timeout)]
+    return options
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `run`."""
+    parser = sub.add_parser(
+        "run",
+        help="run one scenario headless and judge SLOs",
+        description="Run a locustfile headless against --url (or the embedded server), write "
+        "one run directory, print exact per-model percentiles and the SLO verdicts. Exit codes: "
+        "0 all SLOs hold, 2 bad input, 3 an SLO was breached.",
+    )
+    parser.add_argument("scenario", nargs="?", default="mixed_models",
+                        help="locustfile path or name in locustfiles/ (default mixed_models)")
+    parser.add_argument("--run-dir", default=None, help="run directory (default runs/<id>-<name>)")
+    parser.add_argument("--report", default=None, metavar="DIR",
+                        help="also write the analysis report (HTML, MD, JSON) here")
+    add_load_options(parser)
+    add_slo_options(parser.add_argument_group("SLO gates (exit code 3 on a breach)"))
+    add_target_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run, summarise, judge."""
+    scenario = resolve_scenario(args.scenario)
+    slos = parse_slos(args.slo, args.min_rps)
+    duration = parse_duration(args.duration)
+    if args.users < 1:
+        raise UsageError("--users must be >= 1")
+    run_dir = Path(args.run_dir or Path("runs") / f"{new_run_id()}-{scenario.stem}")
+    if run_dir.exists():
+        raise UsageError(f"run directory {run_dir} already exists")
+    with sigterm_raises_interrupt(), target_from_args(args) as target:
+        job = LocustRun(scenario, target.as_url(), run_dir, args.users, duration,
+                        user_classes=args.user_class, options=load_options(args))
+        code = job.execute(label=f"{scenario.stem} ({args.users} users)")
+    if code == 2 or not (run_dir / "requests").exists():
+        return 2
+    records = pd.read_parquet(run_dir / "requests")
+    print_table(percentile_table(records), title=f"{scenario.stem}: exact latencies ({run_dir})")
+    arrivals = json.loads((run_dir / "run.json").read_text()).get("arrivals")
+    if arrivals:
+        console.print(arrival_line(arrivals), style="bold yellow" if arrivals["dropped"] else None)
+    verdicts = evaluate(slos, records)
+    for verdict in verdicts:
+        console.print(verdict.line(), style=None if verdict.ok else "bold red")
+    if args.report:
+        _, paths = write_report_for([run_dir], Path(args.report))
+        console.print(f"report: {paths['html']}")
+    return BREACH_EXIT_CODE if not all(v.ok for v in verdicts) else 0

@@ -1,0 +1,161 @@
+"""Run a locustfile headless in a child process, with live progress, and summarise the result.
+
+A child process keeps Locust's gevent monkey-patching out of the CLI. Progress comes from the
+``live.json`` the child's session rewrites every second in its run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+import tritonload.locustfiles
+from tritonload.cli.console import console
+from tritonload.core.errors import ERROR_PREFIX, UsageError, print_error
+
+# The scenarios ship inside the package (package data), wherever it is installed.
+LOCUSTFILES = Path(tritonload.locustfiles.__file__).resolve().parent
+GRACE_S = 60.0  # beyond the run time: start-up, payload validation, shutdown
+
+
+def resolve_scenario(name: str) -> Path:
+    """A locustfile path, or the name of one in locustfiles/ (``mixed_models``)."""
+    for candidate in (Path(name), LOCUSTFILES / name, LOCUSTFILES / f"{name}.py"):
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(sorted(p.stem for p in LOCUSTFILES.glob("*.py") if p.stem != "__init__"))
+    raise UsageError(f"no scenario {name!r}: give a locustfile path or one of: {known}")
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``2m`` or ``1h30m`` → seconds."""
+    total, number = 0.0, ""
+    units = {"h": 3600, "m": 60, "s": 1}
+    for char in text.strip():
+        if char.isdigit() or char == ".":
+            number += char
+        elif char in units and number:
+            total, number = total + float(number) * units[char], ""
+        else:
+            raise UsageError(f"bad duration {text!r}: expected e.g. 60s, 2m, 1h30m")
+    total += float(number) if number else 0.0
+    if total <= 0:
+        raise UsageError(f"bad duration {text!r}: must be > 0")
+    return total
+
+
+@dataclass
+class LocustRun:
+    """One headless Locust run: what to start and where it writes."""
+
+    locustfile: Path
+    host: str
+    run_dir: Path
+    users: int
+    duration_s: float
+    spawn_rate: float | None = None
+    user_classes: list[str] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)  # tritonload options (--mix, --mode, ...)
+
+    def command(self) -> list[str]:
+        """The child's command line."""
+        rate = self.spawn_rate or max(self.users, 1)
+        return [sys.executable, "-m", "locust", "-f", str(self.locustfile), *self.user_classes,
+                "--headless", "--only-summary", "--loglevel", "WARNING",
+                "-u", str(self.users), "-r", f"{rate:g}", "-t", f"{self.duration_s:g}s",
+                "--host", self.host, "--run-dir", str(self.run_dir), *self.options]
+
+    def execute(self, label: str = "load") -> int:
+        """Run to the end, showing progress; Ctrl-C stops the child cleanly.
+
+        Returns the child's exit code. A pre-flight error the child reported (exit 2) is
+        shown once, as the child's own line.
+        """
+        with progress_display(label, self.duration_s) as show:
+            child = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + self.duration_s + GRACE_S
+            try:
+                while child.poll() is None:
+                    if time.monotonic() > deadline:  # bounded, whatever happens in the child
+                        child.terminate()
+                    live = _read_live(self.run_dir)
+                    if live:
+                        p95 = f"{live['p95_ms']:.2f} ms" if live.get("p95_ms") else "-"
+                        show(min(live["elapsed_s"], self.duration_s),
+                             f"{live['rps']:.0f} req/s  P95 {p95}  "
+                             f"{live['requests']} requests, {live['errors']} errors")
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                child.send_signal(signal.SIGINT)
+                child.wait(timeout=30)
+                raise
+            _, stderr = child.communicate()
+        reported = [ln for ln in stderr.splitlines() if ln.startswith(ERROR_PREFIX)]
+        for line in reported:
+            print_error(line.removeprefix(ERROR_PREFIX))
+        if (child.returncode not in (0, 1, 3) and not reported
+                and not (self.run_dir / "run.json").exists()):
+            tail = "; ".join(stderr.strip().splitlines()[-3:])
+            raise UsageError(f"locust exited with code {child.returncode}: {tail[:400]}")
+        return child.returncode
+
+
+PLAIN_PROGRESS_EVERY_S = 5.0
+
+
+@contextlib.contextmanager
+def progress_display(label: str, total_s: float) -> Iterator[Callable[[float, str], None]]:
+    """Yield ``show(done_s, text)``: a live bar on a terminal, else a plain line every 5 s.
+
+    Piped output (CI logs, files) must stay readable: a redrawn bar there becomes dozens of
+    blank lines.
+    """
+    if console.is_terminal:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                      TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[live]}"),
+                      console=console, transient=True) as progress:
+            task = progress.add_task(label, total=total_s, live="starting…")
+            yield lambda done_s, text: progress.update(task, completed=done_s, live=text)
+        return
+    last = [-PLAIN_PROGRESS_EVERY_S]
+
+    def show(done_s: float, text: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PLAIN_PROGRESS_EVERY_S:
+            last[0] = now
+            console.print(f"{label}: {done_s:.0f}/{total_s:.0f} s  {text}", markup=False)
+
+    yield show
+
+
+def _read_live(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "live.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def percentile_table(records: pd.DataFrame) -> list[dict[str, str]]:
+    """Per model and protocol: requests, errors, throughput and exact P50/P95/P99 (ms)."""
+    rows = []
+    span_s = max((records.start_ns.max() - records.start_ns.min()) / 1e9, 1e-9)
+    for (model, protocol), group in records.groupby(["model", "protocol"], observed=True):
+        ok = group.latency_us[group.ok].to_numpy()
+        p50, p95, p99 = (np.percentile(ok, [50, 95, 99]) / 1000 if len(ok)
+                         else (np.nan, np.nan, np.nan))
+        rows.append({"model": model, "protocol": protocol, "requests": str(len(group)),
+                     "errors": str(int((~group.ok).sum())), "req/s": f"{len(ok) / span_s:.1f}",
+                     "P50 ms": f"{p50:.2f}", "P95 ms": f"{p95:.2f}", "P99 ms": f"{p99:.2f}"})
+    return rows

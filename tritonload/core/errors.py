@@ -1,0 +1,125 @@
+"""The one place where failures become tritonload's small error taxonomy.
+
+Two kinds of failure live here:
+
+* ``TritonloadError`` and subclasses: problems the user must fix (bad flag, bad payload,
+  unreachable server). The CLI prints them as one line and exits with ``exit_code``.
+* per-request error kinds: ``classify()`` maps tritonclient / grpc / socket exceptions to a
+  short kind string that is recorded with every failed request.
+"""
+
+from __future__ import annotations
+
+import sys
+
+#: How every one-line error starts, in every process (the CLI, the Locust child).
+ERROR_PREFIX = "tritonload: error: "
+
+
+class TritonloadError(Exception):
+    """A failure the user can act on; printed as one line, never as a traceback."""
+
+    exit_code = 2
+
+
+class UsageError(TritonloadError):
+    """Bad input: a flag value, a payload file, a model name, a run directory."""
+
+
+class ServerError(TritonloadError):
+    """The embedded server could not start or the target server is unusable."""
+
+
+def print_error(message: str) -> None:
+    """The single line a user sees for a bad input or an unusable server, on stderr."""
+    sys.stderr.write(f"{ERROR_PREFIX}{' '.join(message.split())}\n")
+    sys.stderr.flush()
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# -- per-request error taxonomy ------------------------------------------------------------
+
+ERROR_KINDS = (
+    "unavailable",
+    "timeout",
+    "model_not_found",
+    "model_not_ready",
+    "shape_mismatch",
+    "invalid_input",
+    "resource_exhausted",
+    "server_error",
+    "other",
+)
+
+# gRPC status names (tritonclient reports "StatusCode.X") and HTTP codes → kind.
+_STATUS_KINDS = {
+    "UNAVAILABLE": "unavailable",
+    "DEADLINE_EXCEEDED": "timeout",
+    "CANCELLED": "timeout",
+    "NOT_FOUND": "model_not_found",
+    "RESOURCE_EXHAUSTED": "resource_exhausted",
+    "INTERNAL": "server_error",
+    "UNKNOWN": "server_error",
+    "UNIMPLEMENTED": "server_error",
+    "404": "model_not_found",
+    "408": "timeout",
+    "429": "resource_exhausted",
+    "503": "unavailable",
+    "504": "timeout",
+}
+
+# Message fragments Triton uses; checked before the status, which is coarser.
+_MESSAGE_KINDS = (
+    ("unexpected shape", "shape_mismatch"),
+    ("shape", "shape_mismatch"),
+    ("is not ready", "model_not_ready"),
+    ("not ready", "model_not_ready"),
+    ("unknown model", "model_not_found"),
+    ("out of memory", "resource_exhausted"),
+    ("exceeds", "resource_exhausted"),
+    ("deadline exceeded", "timeout"),
+    ("timed out", "timeout"),
+    ("failed to connect", "unavailable"),
+    ("connection refused", "unavailable"),
+)
+
+
+def status_of(exc: BaseException) -> str:
+    """Triton's status as tritonclient reports it ("StatusCode.NOT_FOUND", "400"), or ""."""
+    status = getattr(exc, "status", None) or getattr(exc, "code", None)  # grpc.RpcError: code()
+    value = status() if callable(status) else status
+    return str(value) if value is not None else ""
+
+
+def classify(exc: BaseException) -> str:
+    """Map any exception raised by a request (tritonclient, grpc, gevent, socket) to a kind."""
+    message = str(exc).lower()
+    status = status_of(exc).removeprefix("StatusCode.")
+    if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":
+        return "timeout"
+    if isinstance(exc, (ConnectionError, OSError)) and not status:
+        return "unavailable"
+    for fragment, kind in _MESSAGE_KINDS:
+        if fragment in message:
+            return kind
+    if status in _STATUS_KINDS:
+        return _STATUS_KINDS[status]
+    if status in ("INVALID_ARGUMENT", "400"):
+        return "invalid_input"
+    if status.isdigit() and int(status) >= 500:
+        return "server_error"
+    return "other"
+
+
+def message_of(exc: BaseException) -> str:
+    """Triton's message without tritonclient's ``[status]`` prefix, on one line."""
+    details = getattr(exc, "details", None)  # grpc.RpcError
+    text = " ".join(str(details() if callable(details) else exc).split()) or type(exc).__name__
+    status = status_of(exc)
+    prefix = f"[{status}] "
+    return text[len(prefix):] if status and text.startswith(prefix) else text

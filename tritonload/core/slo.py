@@ -1,0 +1,143 @@
+"""SLO gates for CI: ``--slo p95=50ms --slo error_rate=0.5% --min-rps 200``.
+
+`parse_slo` and `evaluate` are pure: exact percentiles over the raw µs latencies of the
+successful requests, the error rate over all requests, throughput over the run's span.
+`SloGate` is a Locust listener that sets exit code 3 when any SLO is breached.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tritonload.core.errors import UsageError
+
+log = logging.getLogger(__name__)
+BREACH_EXIT_CODE = 3
+_UNITS_MS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}
+_SLO = re.compile(r"^\s*(?P<name>p\d+(?:\.\d+)?|error_rate|rps)\s*(?:=|<=|<)\s*"
+                  r"(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>us|µs|ms|s|%)?\s*$")
+
+
+@dataclass(frozen=True)
+class Slo:
+    """One objective: a latency percentile (ms), the error rate (fraction), or minimum rps."""
+
+    name: str  # "p95", "p99.9", "error_rate", "rps"
+    limit: float
+
+    def describe(self) -> str:
+        """Human form of the limit."""
+        if self.name == "error_rate":
+            return f"error_rate ≤ {self.limit:.3%}"
+        if self.name == "rps":
+            return f"throughput ≥ {self.limit:g} req/s"
+        return f"{self.name} ≤ {self.limit:.2f} ms"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An SLO and what the run measured."""
+
+    slo: Slo
+    measured: float
+    ok: bool
+
+    def line(self) -> str:
+        """One line: the measured value against the limit."""
+        if self.slo.name == "error_rate":
+            value = f"{self.measured:.3%}"
+        elif self.slo.name == "rps":
+            value = f"{self.measured:.1f} req/s"
+        else:
+            value = f"{self.measured:.2f} ms"
+        return f"SLO {self.slo.describe():<28} measured {value:<14} {'OK' if self.ok else 'BREACH'}"
+
+
+def parse_slo(text: str) -> Slo:
+    """Parse ``p95=50ms``, ``p99.9=1s``, ``error_rate=0.5%`` or ``rps=200``."""
+    match = _SLO.match(text)
+    if not match:
+        raise UsageError(f"bad SLO {text!r}: expected e.g. p95=50ms, p99=120ms, error_rate=0.5%")
+    name, value, unit = match["name"], float(match["value"]), match["unit"]
+    if name.startswith("p"):
+        if not 0 < float(name[1:]) < 100:
+            raise UsageError(f"bad SLO {text!r}: percentile must be between 0 and 100")
+        if unit in (None, "%"):
+            raise UsageError(f"bad SLO {text!r}: give a latency unit (us, ms or s)")
+        return Slo(name, value * _UNITS_MS[unit])
+    if name == "error_rate":
+        if unit not in (None, "%"):
+            raise UsageError(f"bad SLO {text!r}: an error rate is a fraction or a percentage")
+        rate = value / 100 if unit == "%" else value
+        if rate > 1:
+            raise UsageError(f"bad SLO {text!r}: an error rate cannot exceed 100%")
+        return Slo(name, rate)
+    if unit is not None:
+        raise UsageError(f"bad SLO {text!r}: rps takes no unit")
+    return Slo("rps", value)
+
+
+def parse_slos(items: list[str], min_rps: float | None = None) -> list[Slo]:
+    """All ``--slo`` values plus ``--min-rps``."""
+    slos = [parse_slo(item) for item in items]
+    if min_rps is not None:
+        if min_rps < 0:
+            raise UsageError("--min-rps must be >= 0")
+        slos.append(Slo("rps", float(min_rps)))
+    return slos
+
+
+def evaluate(slos: list[Slo], records: pd.DataFrame) -> list[Verdict]:
+    """Judge each SLO on a run's request records (columns ``latency_us``, ``ok``, ``start_ns``)."""
+    verdicts = []
+    ok = records[records["ok"]]
+    for slo in slos:
+        if slo.name == "error_rate":
+            measured = 1.0 - len(ok) / len(records) if len(records) else 1.0
+            verdicts.append(Verdict(slo, measured, measured <= slo.limit))
+        elif slo.name == "rps":
+            span_s = (records["start_ns"].max() - records["start_ns"].min()) / 1e9 if len(ok) else 0
+            measured = len(ok) / span_s if span_s > 0 else 0.0
+            verdicts.append(Verdict(slo, measured, measured >= slo.limit))
+        else:
+            pct = float(slo.name[1:])
+            measured = (float(np.percentile(ok["latency_us"].to_numpy(), pct)) / 1000.0
+                        if len(ok) else float("inf"))
+            verdicts.append(Verdict(slo, measured, measured <= slo.limit))
+    return verdicts
+
+
+class SloGate:
+    """Locust listener: at quit, judge the SLOs and set exit code 3 on any breach."""
+
+    def __init__(self, slos: list[Slo], records: Callable[[], pd.DataFrame | None]) -> None:
+        self.slos = slos
+        self.records = records
+        self.verdicts: list[Verdict] = []
+
+    def register(self, environment: Any) -> SloGate:
+        """Hook ``quitting``.
+
+        Register it before the listener that finalises the records: Locust fires
+        ``quitting`` in reverse order of registration.
+        """
+        environment.events.quitting.add_listener(self.on_quitting)
+        return self
+
+    def on_quitting(self, environment: Any, **_: Any) -> None:
+        """Judge and set the process exit code."""
+        frame = self.records()
+        if frame is None or not self.slos:
+            return
+        self.verdicts = evaluate(self.slos, frame)
+        for verdict in self.verdicts:
+            log.warning(verdict.line())
+        if not all(v.ok for v in self.verdicts):
+            environment.process_exit_code = BREACH_EXIT_CODE

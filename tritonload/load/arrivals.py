@@ -1,0 +1,122 @@
+"""Open-loop arrivals: requests sent on a schedule, whatever the server's pace.
+
+A closed-loop user waits for each answer before sending the next, so a slow server quietly
+lowers the load it receives and hides its own queueing (coordinated omission). Here each
+user follows a schedule of intended send times (constant spacing or Poisson, at
+``rate / users`` per second), and latency counts from the *intended* time.
+
+When the generator cannot keep up (all ``max_in_flight`` slots busy), a send waits for a
+slot at most until the next send is due: it then goes out late (counted as ``late``), or is
+dropped (counted as ``dropped``). The schedule itself never slows down, so the rate is never
+silently lowered. Counts are kept per interval.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+
+from tritonload.core.errors import UsageError
+
+ARRIVALS = ("constant", "poisson")
+LATE_AFTER_NS = 1_000_000  # a send more than 1 ms behind schedule is late
+
+
+@dataclass(frozen=True)
+class ArrivalProcess:
+    """Intended inter-arrival gaps for one user."""
+
+    rate: float  # requests per second for this user
+    kind: str = "poisson"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ARRIVALS:
+            raise UsageError(f"bad arrival process {self.kind!r}: expected constant or poisson")
+        if not self.rate > 0:
+            raise UsageError(f"the request rate must be > 0, got {self.rate}")
+
+    def gaps_ns(self, rng: random.Random) -> Iterator[int]:
+        """Endless gaps (ns) between intended sends."""
+        mean_ns = 1e9 / self.rate
+        if self.kind == "constant":
+            yield int(rng.random() * mean_ns)  # random phase, so users do not fire in lockstep
+            while True:
+                yield int(mean_ns)
+        while True:
+            yield int(rng.expovariate(1.0) * mean_ns)
+
+
+class ArrivalLedger:
+    """Per-interval counts of scheduled, late and dropped sends (shared by a process's users)."""
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self.interval_ns = int(interval_s * 1e9)
+        self.counts: dict[int, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter)
+
+    def count(self, event: str, wall_ns: int) -> None:
+        """Count ``scheduled``, ``late`` or ``dropped`` in the interval holding ``wall_ns``."""
+        self.counts[wall_ns // self.interval_ns][event] += 1
+
+    def clear(self) -> None:
+        """Forget every count (a new test starts)."""
+        self.counts.clear()
+
+    def rows(self) -> list[dict[str, int]]:
+        """One row per interval: t_start_ns, t_end_ns, scheduled, late, dropped."""
+        return [{"t_start_ns": k * self.interval_ns, "t_end_ns": (k + 1) * self.interval_ns,
+                 "scheduled": c["scheduled"], "late": c["late"], "dropped": c["dropped"]}
+                for k, c in sorted(self.counts.items())]
+
+    def totals(self) -> dict[str, int]:
+        """Counts over the whole run."""
+        total: collections.Counter[str] = collections.Counter()
+        for counter in self.counts.values():
+            total.update(counter)
+        return {k: total[k] for k in ("scheduled", "late", "dropped")}
+
+
+def wall_and_perf_now() -> tuple[int, int]:
+    """The same instant on both clocks."""
+    return time.time_ns(), time.perf_counter_ns()
+
+
+class OpenLoopSchedule:
+    """Drives one user's open-loop sends: its share of the rate, on its own schedule."""
+
+    def __init__(self, user: Any, ledger: ArrivalLedger) -> None:
+        runner = user.environment.runner
+        users = max(1, int(getattr(runner, "target_user_count", 0) or 1))
+        settings = user.settings
+        self.user = user
+        self.ledger = ledger
+        self.gaps = ArrivalProcess(settings.rate / users, settings.arrival).gaps_ns(user.rng)
+        self.wall0, self.perf0 = wall_and_perf_now()
+        self.next_perf = self.perf0 + next(self.gaps)
+
+    def run_until(self, deadline_monotonic: float) -> None:
+        """Send every request scheduled before the deadline (late, or dropped, if need be)."""
+        pool = self.user.pool
+        while time.monotonic() < deadline_monotonic:
+            intended_perf = self.next_perf
+            self.next_perf += next(self.gaps)
+            delay_ns = intended_perf - time.perf_counter_ns()
+            if delay_ns > 0:
+                gevent.sleep(delay_ns / 1e9)
+            intended_wall = self.wall0 + (intended_perf - self.perf0)
+            self.ledger.count("scheduled", intended_wall)
+            if pool.full():
+                until_next_s = (self.next_perf - time.perf_counter_ns()) / 1e9
+                pool.wait_available(timeout=max(until_next_s, 0.0))
+                if pool.full():
+                    self.ledger.count("dropped", intended_wall)
+                    continue
+            if time.perf_counter_ns() - intended_perf > LATE_AFTER_NS:
+                self.ledger.count("late", intended_wall)
+            pool.spawn(self.user.request, intended_wall, intended_perf)

@@ -1,0 +1,65 @@
+"""What the users of one Locust process share, frozen once the session has validated it.
+
+The session builds one `RunContext` at Locust's ``init`` and hangs it on the environment;
+each user reads it there in ``on_start``. Users never import the session, so the session
+(which must know the user classes) and the users do not depend on each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tritonload.core.config import Target
+from tritonload.core.errors import UsageError
+from tritonload.core.mix import ModelMix
+from tritonload.load.arrivals import ArrivalLedger, ArrivalProcess
+from tritonload.triton.payloads import Payload
+
+MODES = ("sync", "async", "open")
+ATTRIBUTE = "tritonload_context"
+
+
+@dataclass(frozen=True)
+class UserSettings:
+    """A user class's resolved settings (class attributes, then command-line overrides)."""
+
+    mix: ModelMix
+    mode: str
+    max_in_flight: int
+    rate: float | None = None  # open loop: total requests per second of this process
+    arrival: str = "poisson"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"bad mode {self.mode!r}: expected sync, async or open")
+        if self.max_in_flight < 1:
+            raise UsageError(f"--max-in-flight must be >= 1, got {self.max_in_flight}")
+        if self.mode == "open":
+            ArrivalProcess(self.rate or 0.0, self.arrival)  # validates rate and arrival
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The target, each model's validated payload and each user class's settings."""
+
+    target: Target
+    payloads: Mapping[str, Payload]
+    settings: Mapping[type, UserSettings]
+    seed: int
+    arrivals: ArrivalLedger  # the process's open-loop ledger (a shared sink, reset per test)
+
+
+def attach(environment: Any, context: RunContext) -> None:
+    """Make the context available to the environment's users."""
+    setattr(environment, ATTRIBUTE, context)
+
+
+def context_of(environment: Any) -> RunContext:
+    """The context the session attached to the environment."""
+    context = getattr(environment, ATTRIBUTE, None)
+    if context is None:
+        raise UsageError("tritonload is not installed: call tritonload.session.install(events) "
+                         "in the locustfile")
+    return context

@@ -1,0 +1,127 @@
+"""Sample Triton's statistics API during a run and keep per-interval deltas per model.
+
+Triton's counters are cumulative, so every row is the difference between two snapshots.
+`snapshot` and `delta` are pure; `ServerStatsSampler` is the greenlet that polls and writes
+``server_stats.parquet`` and ``server_batches.parquet`` (docs/run-directory.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+import pandas as pd
+
+from tritonload.core.errors import TritonloadError
+from tritonload.triton.admin import TritonAdmin
+
+log = logging.getLogger(__name__)
+PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def snapshot(model_stats: dict[str, Any]) -> dict[str, Any]:
+    """Flatten one ``model_stats`` entry into integer counters (missing fields are 0)."""
+    inference = model_stats.get("inference_stats", {})
+
+    def count_ns(field: str) -> tuple[int, int]:
+        entry = inference.get(field, {})
+        return int(entry.get("count", 0)), int(entry.get("ns", 0))
+
+    flat = {
+        "success_count": count_ns("success")[0],
+        "fail_count": count_ns("fail")[0],
+        "inference_count": int(model_stats.get("inference_count", 0)),
+        "execution_count": int(model_stats.get("execution_count", 0)),
+    }
+    for phase in PHASES:
+        flat[f"{phase}_count"], flat[f"{phase}_ns"] = count_ns(phase)
+    flat["batches"] = {
+        int(b["batch_size"]): (int(b.get("compute_infer", {}).get("count", 0)),
+                               int(b.get("compute_infer", {}).get("ns", 0)))
+        for b in model_stats.get("batch_stats", [])
+    }
+    return flat
+
+
+def delta(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, int], dict]:
+    """Counter differences and the per-batch-size execution differences between snapshots."""
+    counters = {k: after[k] - before.get(k, 0) for k in after if k != "batches"}
+    batches = {}
+    for size, (count, ns) in after["batches"].items():
+        old_count, old_ns = before.get("batches", {}).get(size, (0, 0))
+        if count != old_count:
+            batches[size] = (count - old_count, ns - old_ns)
+    return counters, batches
+
+
+class ServerStatsSampler:
+    """Polls statistics for ``models`` every ``interval_s`` in a greenlet."""
+
+    def __init__(self, admin: TritonAdmin, models: list[str], run_dir: str | Path,
+                 interval_s: float = 1.0) -> None:
+        if interval_s <= 0:
+            raise TritonloadError("--stats-interval must be > 0")
+        self.admin = admin
+        self.models = list(models)
+        self.run_dir = Path(run_dir)
+        self.interval_s = interval_s
+        self.rows: list[dict[str, Any]] = []
+        self.batch_rows: list[dict[str, Any]] = []
+        self._last: dict[str, dict[str, Any]] = {}
+        self._last_ns = 0
+        self._greenlet: gevent.Greenlet | None = None
+
+    def _poll(self) -> dict[str, dict[str, Any]]:
+        wanted = set(self.models)
+        return {s["name"]: snapshot(s) for s in self.admin.statistics() if s["name"] in wanted}
+
+    def sample(self) -> None:
+        """Take one snapshot; record deltas against the previous one."""
+        now = time.time_ns()
+        try:
+            current = self._poll()
+        except TritonloadError as exc:
+            log.warning("server statistics unavailable: %s", exc)
+            return
+        for model, snap in current.items():
+            if model in self._last:
+                counters, batches = delta(self._last[model], snap)
+                bounds = {"t_start_ns": self._last_ns, "t_end_ns": now, "model": model}
+                self.rows.append({**bounds, **counters})
+                self.batch_rows += [
+                    {**bounds, "batch_size": size, "executions": n, "compute_infer_ns": ns}
+                    for size, (n, ns) in sorted(batches.items())
+                ]
+        self._last, self._last_ns = current, now
+
+    def start(self) -> None:
+        """Take the baseline snapshot and start polling."""
+        self.sample()
+        self._greenlet = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        while True:
+            gevent.sleep(self.interval_s)
+            self.sample()
+
+    def stop(self) -> None:
+        """Stop polling, take a final sample, and write the Parquet files."""
+        if self._greenlet is not None:
+            self._greenlet.kill()
+            self._greenlet = None
+            self.sample()
+        self.write()
+
+    def write(self) -> None:
+        """Write what has been sampled so far."""
+        columns = ["t_start_ns", "t_end_ns", "model", "success_count", "fail_count",
+                   "inference_count", "execution_count",
+                   *[f"{p}_{u}" for p in PHASES for u in ("ns", "count")]]
+        pd.DataFrame(self.rows, columns=columns).to_parquet(
+            self.run_dir / "server_stats.parquet", index=False)
+        pd.DataFrame(self.batch_rows, columns=[
+            "t_start_ns", "t_end_ns", "model", "batch_size", "executions", "compute_infer_ns",
+        ]).to_parquet(self.run_dir / "server_batches.parquet", index=False)

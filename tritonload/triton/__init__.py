@@ -1,0 +1,1 @@
+"""Triton's control plane (metadata, config, statistics), payloads and the probe."""

@@ -1,0 +1,117 @@
+"""Control-plane calls to Triton (metadata, config, statistics), the same over either protocol.
+
+The load path never goes through here; this is for validation before a run, config
+snapshots in run.json, and the server-stats sampler. HTTP is preferred when the target has it
+(geventhttpclient is gevent-native); gRPC answers are normalised to the same dict shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tritonload.core.config import Target
+from tritonload.core.errors import ServerError, UsageError, classify, first_line
+
+
+def _ints(values: list[Any]) -> list[int]:
+    return [int(v) for v in values]
+
+
+class TritonAdmin:
+    """Metadata, config, readiness and statistics of a Triton target, as plain dicts."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.protocol = "http" if target.supports("http") else "grpc"
+        headers = dict(target.headers)
+        if self.protocol == "http":
+            import tritonclient.http as client_module
+
+            self._client = client_module.InferenceServerClient(
+                target.url("http"), ssl=target.ssl, connection_timeout=target.timeout_s,
+                network_timeout=target.timeout_s,
+            )
+            self._json: dict[str, Any] = {}
+        else:
+            import tritonclient.grpc as client_module
+
+            from tritonload.triton.clients import enable_grpc_gevent
+
+            enable_grpc_gevent()
+            self._client = client_module.InferenceServerClient(target.url("grpc"), ssl=target.ssl)
+            self._json = {"as_json": True}  # answers as dicts, like the HTTP client's
+        self._headers = headers or None
+
+    def close(self) -> None:
+        """Release the connection."""
+        self._client.close()
+
+    def __enter__(self) -> TritonAdmin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, what: str, fn: Any, *args: Any, model: str | None = None,
+              as_json: bool = True) -> Any:
+        try:
+            return fn(*args, headers=self._headers, **(self._json if as_json else {}))
+        except Exception as exc:  # tritonclient raises several types; classify them all
+            kind = classify(exc)
+            detail = first_line(exc)
+            if kind == "unavailable":
+                raise ServerError(
+                    f"cannot reach Triton at {self.target.describe()}: {detail}"
+                ) from None
+            if kind in ("model_not_found", "model_not_ready") and model:
+                served = ", ".join(self.model_names()) or "none"
+                raise UsageError(
+                    f"model {model!r} is not available on {self.target.describe()} "
+                    f"({detail}); served models: {served}"
+                ) from None
+            raise ServerError(f"{what} failed on {self.target.describe()}: {detail}") from None
+
+    def server_live(self) -> bool:
+        """Whether the server answers at all (raises ServerError when unreachable)."""
+        return bool(self._call("liveness check", self._client.is_server_live, as_json=False))
+
+    def model_names(self) -> list[str]:
+        """Names of the models the server's repository index lists as ready."""
+        try:
+            index = self._client.get_model_repository_index(headers=self._headers, **self._json)
+        except Exception:
+            return []
+        entries = index.get("models", []) if isinstance(index, dict) else index
+        return sorted(e["name"] for e in entries if e.get("state", "READY") == "READY")
+
+    def metadata(self, model: str) -> dict[str, Any]:
+        """Model metadata with integer shapes: ``{"name", "inputs": [{name, datatype, shape}]}``."""
+        meta = self._call("model metadata", self._client.get_model_metadata, model, model=model)
+        for tensor in meta.get("inputs", []) + meta.get("outputs", []):
+            tensor["shape"] = _ints(tensor.get("shape", []))
+        return meta
+
+    def config(self, model: str) -> dict[str, Any]:
+        """The model configuration as served."""
+        config = self._call("model config", self._client.get_model_config, model, model=model)
+        config = config.get("config", config)
+        config["max_batch_size"] = int(config.get("max_batch_size", 0))
+        return config
+
+    def statistics(self, model: str = "") -> list[dict[str, Any]]:
+        """Raw ``model_stats`` entries (cumulative counters; may be strings over gRPC)."""
+        stats = self._call("statistics", self._client.get_inference_statistics, model,
+                           model=model or None)
+        return stats.get("model_stats", [])
+
+
+def config_snapshot(config: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a model config that explain its performance, for run.json."""
+    return {
+        "max_batch_size": int(config.get("max_batch_size", 0)),
+        "dynamic_batching": config.get("dynamic_batching") or None,
+        "instance_group": [
+            {"count": int(g.get("count", 1)), "kind": g.get("kind", "")}
+            for g in config.get("instance_group", [])
+        ],
+    }
