@@ -14,28 +14,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from hdrh.histogram import HdrHistogram
+
+from tritonload.core import schema
+from tritonload.core.rundir import write_request_part
 
 log = logging.getLogger(__name__)
 
-# Column order and types of docs/run-directory.md, "Request records".
-SCHEMA = pa.schema([
-    ("intended_start_ns", pa.int64()),
-    ("start_ns", pa.int64()),
-    ("latency_us", pa.float64()),
-    ("service_us", pa.float64()),
-    ("model", pa.string()),
-    ("protocol", pa.string()),
-    ("mode", pa.string()),
-    ("ok", pa.bool_()),
-    ("error_kind", pa.string()),
-    ("bytes_sent", pa.int64()),
-    ("bytes_received", pa.int64()),
-    ("user_id", pa.int32()),
-    ("worker", pa.string()),
-])
 HDR_MAX_US = 3_600_000_000  # one hour
 
 
@@ -43,15 +28,14 @@ class Recorder:
     """Collects one row per request event and streams them to ``<run_dir>/requests/``."""
 
     def __init__(self, run_dir: str | Path, flush_rows: int = 50_000, worker: str = "local"):
-        self.directory = Path(run_dir) / "requests"
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.run_dir = Path(run_dir)
         self.flush_rows = flush_rows
         self.worker = worker
         self.count = 0
         self.per_model: collections.Counter[str] = collections.Counter()
         self.errors: collections.Counter[str] = collections.Counter()
         self.histograms: dict[str, HdrHistogram] = {}
-        self._columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
+        self._columns: dict[str, list[Any]] = {name: [] for name in schema.REQUESTS.names}
         self._parts = 0
         self._live_from = 0  # buffer index where the current live window starts
 
@@ -99,9 +83,7 @@ class Recorder:
         rows = len(self._columns["start_ns"])
         if not rows:
             return
-        table = pa.Table.from_pydict(self._columns, schema=SCHEMA)
-        path = self.directory / f"part-{self._parts:05d}.parquet"
-        pq.write_table(table, path)
+        path = write_request_part(self.run_dir, self._parts, self._columns)
         self._parts += 1
         for values in self._columns.values():
             values.clear()

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import pandas as pd
 
 from tritonload.core.errors import TritonloadError
+from tritonload.core.rundir import write_server_stats
+from tritonload.core.schema import PHASES
 from tritonload.triton.admin import TritonAdmin
 
 log = logging.getLogger(__name__)
-PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
 
 
 def snapshot(model_stats: dict[str, Any]) -> dict[str, Any]:
@@ -117,11 +117,4 @@ class ServerStatsSampler:
 
     def write(self) -> None:
         """Write what has been sampled so far."""
-        columns = ["t_start_ns", "t_end_ns", "model", "success_count", "fail_count",
-                   "inference_count", "execution_count",
-                   *[f"{p}_{u}" for p in PHASES for u in ("ns", "count")]]
-        pd.DataFrame(self.rows, columns=columns).to_parquet(
-            self.run_dir / "server_stats.parquet", index=False)
-        pd.DataFrame(self.batch_rows, columns=[
-            "t_start_ns", "t_end_ns", "model", "batch_size", "executions", "compute_infer_ns",
-        ]).to_parquet(self.run_dir / "server_batches.parquet", index=False)
+        write_server_stats(self.run_dir, self.rows, self.batch_rows)

@@ -34,6 +34,7 @@ from tritonload.core.rundir import (
     new_run_id,
     tool_versions,
     unique_dir,
+    write_arrivals,
     write_json_atomic,
     write_run_json,
 )
@@ -284,7 +285,7 @@ class LoadSession:
         self.sampler.stop()
         write_locust_csvs(self.environment, self.run_dir)
         if self.arrivals.counts:
-            pd.DataFrame(self.arrivals.rows()).to_parquet(self.run_dir / "arrivals.parquet")
+            write_arrivals(self.run_dir, self.arrivals.rows())
         self._write_run_json(final=True)
         log.warning("run directory: %s (%d requests)", self.run_dir, self.recorder.count)
         self.recorder = None
