@@ -4,8 +4,9 @@ Groups are model × protocol × mode × load level, within one run (``run_id`` i
 group key, so repeated runs at one load level stay apart). When a run carries several models,
 an extra group named :data:`ALL_MODELS` aggregates them per protocol × mode.
 
-The steady window, the percentile method and the bootstrap are documented in
-``docs/capacity-planning.md``; the rules are implemented here and nowhere else.
+The steady window, the throughput and the percentile method are the ones every other
+view of a run uses (`tritonload.core.numbers`); the bootstrap intervals around them are
+documented in ``docs/capacity-planning.md`` and implemented here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from tritonload.core.numbers import (
+    WARMUP_CAP_S,
+    WARMUP_FRACTION,
+    completion_ns,
+    percentiles_us,
+    steady_window,
+    throughput_rps,
+)
+
 #: Columns that identify a group of requests.
 GROUP_KEYS = ["run_id", "model", "protocol", "mode", "load_kind", "load_level"]
 #: Name of the group that aggregates all models of a run.
@@ -25,9 +35,6 @@ ALL_MODELS = "(all models)"
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99_9": 99.9, "max": 100.0}
 #: Percentiles that get a bootstrap confidence interval.
 BOOTSTRAP_PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
-#: Default warm-up rule when ``run.json`` has ``warmup_s`` == 0.
-WARMUP_FRACTION = 0.10
-WARMUP_CAP_S = 30.0
 #: Confidence level of every interval.
 CONFIDENCE = 0.95
 
@@ -42,12 +49,7 @@ def steady_windows(
 ) -> pd.DataFrame:
     """Compute each run's steady window.
 
-    The rule: the load period is ``[started_ns, ended_ns]`` from ``run.json`` (when either is
-    missing, the first request start and the last request completion stand in). The warm-up
-    dropped is ``warmup_s`` from ``run.json`` when it is > 0, else ``warmup_fraction`` of the
-    load period capped at ``warmup_cap_s`` seconds. The window then keeps a whole number of
-    seconds, dropping the last partial second. A run too short to keep one whole second after
-    the warm-up is used whole (``trimmed`` is false).
+    The rule is `tritonload.core.numbers.steady_window`'s, the one every view of a run uses.
 
     Args:
         runs: ``RunSet.runs``.
@@ -61,36 +63,16 @@ def steady_windows(
     """
     rows = []
     for r in runs.itertuples(index=False):
-        t0 = r.started_ns if _valid(r.started_ns) else r.records_first_ns
-        t1 = r.ended_ns if _valid(r.ended_ns) else r.records_last_ns
-        if not (_valid(t0) and _valid(t1)) or t1 <= t0:
-            t0 = t0 if _valid(t0) else 0
-            rows.append((r.run_id, int(t0), int(t0), 0.0, 0.0, "no load period", False))
-            continue
-        t0, t1 = int(t0), int(t1)
-        total_s = (t1 - t0) / _NS
-        if r.warmup_s and r.warmup_s > 0:
-            warm = min(float(r.warmup_s), total_s)
-            rule = f"warmup_s={r.warmup_s:g} from run.json"
-        else:
-            warm = min(warmup_fraction * total_s, warmup_cap_s)
-            rule = f"first {warmup_fraction:.0%} of the run, capped at {warmup_cap_s:g} s"
-        start = t0 + int(round(warm * _NS))
-        whole = (t1 - start) // _NS
-        if whole >= 1:
-            rows.append((r.run_id, start, start + whole * _NS, float(whole), warm, rule, True))
-        else:
-            rows.append((r.run_id, t0, t1, total_s, 0.0, "run too short to trim: whole run",
-                         False))
+        w = steady_window(r.started_ns, r.ended_ns, r.warmup_s, first_ns=r.records_first_ns,
+                          last_ns=r.records_last_ns, warmup_fraction=warmup_fraction,
+                          warmup_cap_s=warmup_cap_s)
+        rows.append((r.run_id, w.start_ns, w.end_ns, w.duration_s, w.warmup_dropped_s, w.rule,
+                     w.trimmed))
     return pd.DataFrame(
         rows,
         columns=["run_id", "window_start_ns", "window_end_ns", "duration_s",
                  "warmup_dropped_s", "warmup_rule", "trimmed"],
     )
-
-
-def _valid(x: object) -> bool:
-    return x is not None and not (isinstance(x, float) and math.isnan(x)) and int(x) > 0
 
 
 def _window_arrays(records: pd.DataFrame, windows: pd.DataFrame) -> tuple[np.ndarray, ...]:
@@ -104,8 +86,8 @@ def _window_arrays(records: pd.DataFrame, windows: pd.DataFrame) -> tuple[np.nda
     ws = w["window_start_ns"].fillna(0).to_numpy(np.int64)
     span = (w["window_end_ns"].fillna(0) - w["window_start_ns"].fillna(0)).to_numpy(np.int64)
     codes = run_cat.codes.to_numpy()
-    rel = (records["latency_us"].to_numpy(np.float64) * 1000.0).astype(np.int64)
-    rel += records["intended_start_ns"].to_numpy(np.int64)
+    rel = completion_ns(records["intended_start_ns"].to_numpy(np.int64),
+                        records["latency_us"].to_numpy(np.float64))
     rel -= ws[codes]
     mask = rel >= 0
     mask &= rel < span[codes]
@@ -383,7 +365,7 @@ def _metrics_for(
         row["error_rate_lo"], row["error_rate_hi"] = interval(boot_err)
         row["boot_error_rate"] = boot_err
         # Throughput.
-        row["throughput_rps"] = oks / duration if duration > 0 else math.nan
+        row["throughput_rps"] = throughput_rps(oks, duration)
         k = int(duration) if bool(ctx["trimmed"].get(run_id, False)) else 0
         if k >= 2:
             per_sec = np.bincount(rel[idx] // _NS, minlength=k)[:k]
@@ -394,8 +376,7 @@ def _metrics_for(
         row["boot_throughput"] = boot_tp
         # Latency.
         row["mean_latency_us"] = lat_sum[i] / oks if oks else math.nan
-        pct = np.percentile(values, list(PERCENTILES.values())) if oks else [math.nan] * len(
-            PERCENTILES)
+        pct = percentiles_us(values, list(PERCENTILES.values()))
         for name, v in zip(PERCENTILES, pct, strict=True):
             row[f"{name}_us"] = float(v)
         for name, q in BOOTSTRAP_PERCENTILES.items():

@@ -26,7 +26,7 @@ def transport(request, target):
     if request.param == "grpc":
         transport = GrpcTransport(target)
     else:
-        transport = HttpTransport(target, in_flight=2)
+        transport = HttpTransport(target)
     yield transport
     transport.close()
 
@@ -85,7 +85,7 @@ def test_a_request_past_its_timeout_is_a_timeout(target):
             with pytest.raises(Exception) as info:
                 transport.send(prepared)
             assert classify(info.value) == "timeout"
-        assert len(transport.idle) <= 1
+        assert len(transport.connections.idle) <= 1
     finally:
         transport.close()
 

@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 import tritonload.locustfiles
@@ -145,17 +143,3 @@ def _read_live(run_dir: Path) -> dict | None:
         return json.loads((run_dir / "live.json").read_text())
     except (OSError, ValueError):
         return None
-
-
-def percentile_table(records: pd.DataFrame) -> list[dict[str, str]]:
-    """Per model and protocol: requests, errors, throughput and exact P50/P95/P99 (ms)."""
-    rows = []
-    span_s = max((records.start_ns.max() - records.start_ns.min()) / 1e9, 1e-9)
-    for (model, protocol), group in records.groupby(["model", "protocol"], observed=True):
-        ok = group.latency_us[group.ok].to_numpy()
-        p50, p95, p99 = (np.percentile(ok, [50, 95, 99]) / 1000 if len(ok)
-                         else (np.nan, np.nan, np.nan))
-        rows.append({"model": model, "protocol": protocol, "requests": str(len(group)),
-                     "errors": str(int((~group.ok).sum())), "req/s": f"{len(ok) / span_s:.1f}",
-                     "P50 ms": f"{p50:.2f}", "P95 ms": f"{p95:.2f}", "P99 ms": f"{p99:.2f}"})
-    return rows

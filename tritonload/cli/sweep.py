@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from tritonload.core.errors import UsageError
+from tritonload.core.numbers import run_numbers
+from tritonload.core.rundir import read_run_json
 from tritonload.server.fleet import ModelSpec
 
 
@@ -63,19 +64,16 @@ def grid(delays: list[int], preferred: list[tuple[int, ...]], instances: list[in
 
 
 def steady_summary(run_dir: Path) -> dict[str, float]:
-    """Throughput and exact percentiles of a run, warm-up excluded (run.json ``warmup_s``)."""
-    meta = json.loads((run_dir / "run.json").read_text())
-    records = pd.read_parquet(run_dir / "requests", columns=["start_ns", "latency_us", "ok"])
-    steady = records[records.start_ns >= meta["started_ns"] + meta.get("warmup_s", 0) * 1e9]
-    ok = steady.latency_us[steady.ok].to_numpy()
-    span_s = (steady.start_ns.max() - steady.start_ns.min()) / 1e9 if len(steady) > 1 else 0
-    p50, p95 = np.percentile(ok, [50, 95]) / 1000 if len(ok) else (np.nan, np.nan)
+    """A cell's level, throughput, exact P50/P95 and error rate over its steady window."""
+    numbers = run_numbers(run_dir)
+    meta = read_run_json(run_dir)
+    total = numbers.total
     return {
         "level": meta["load"]["level"],
-        "throughput_rps": len(ok) / span_s if span_s > 0 else 0.0,
-        "p50_ms": float(p50),
-        "p95_ms": float(p95),
-        "error_rate": 1 - len(ok) / len(steady) if len(steady) else 1.0,
+        "throughput_rps": 0.0 if math.isnan(total.throughput_rps) else total.throughput_rps,
+        "p50_ms": total.percentile_ms(50),
+        "p95_ms": total.percentile_ms(95),
+        "error_rate": total.error_rate if total.requests else 1.0,
         "stable": bool((meta.get("stability") or {}).get("stable", False)),
     }
 

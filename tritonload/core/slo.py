@@ -1,24 +1,20 @@
 """SLO gates for CI: ``--slo p95=50ms --slo error_rate=0.5% --min-rps 200``.
 
-`parse_slo` and `evaluate` are pure: exact percentiles over the raw µs latencies of the
-successful requests, the error rate over all requests, throughput over the run's span.
-`SloGate` is a Locust listener that sets exit code 3 when any SLO is breached.
+Pure: `parse_slo` reads an objective, `evaluate` judges a run's `Numbers`, so the gate
+judges exactly the steady window, throughput and percentiles the report shows
+(`tritonload.core.numbers`). A breach is exit code 3, in Locust (`tritonload.load.gate`) and
+in ``tritonload run`` alike.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from tritonload.core.errors import UsageError
+from tritonload.core.numbers import Numbers
 
-log = logging.getLogger(__name__)
 BREACH_EXIT_CODE = 3
 _UNITS_MS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}
 _SLO = re.compile(r"^\s*(?P<name>p\d+(?:\.\d+)?|error_rate|rps)\s*(?:=|<=|<)\s*"
@@ -56,7 +52,7 @@ class Verdict:
         elif self.slo.name == "rps":
             value = f"{self.measured:.1f} req/s"
         else:
-            value = f"{self.measured:.2f} ms"
+            value = f"{self.measured:.3f} ms"  # µs resolution, as the report
         return f"SLO {self.slo.describe():<28} measured {value:<14} {'OK' if self.ok else 'BREACH'}"
 
 
@@ -94,50 +90,22 @@ def parse_slos(items: list[str], min_rps: float | None = None) -> list[Slo]:
     return slos
 
 
-def evaluate(slos: list[Slo], records: pd.DataFrame) -> list[Verdict]:
-    """Judge each SLO on a run's request records (columns ``latency_us``, ``ok``, ``start_ns``)."""
+def evaluate(slos: list[Slo], numbers: Numbers) -> list[Verdict]:
+    """Judge each SLO on a run's numbers (its steady window: `numbers.run_numbers`).
+
+    A window with no request, or no successful one, breaches every objective it can't show met.
+    """
     verdicts = []
-    ok = records[records["ok"]]
     for slo in slos:
         if slo.name == "error_rate":
-            measured = 1.0 - len(ok) / len(records) if len(records) else 1.0
+            measured = numbers.error_rate if numbers.requests else 1.0
             verdicts.append(Verdict(slo, measured, measured <= slo.limit))
         elif slo.name == "rps":
-            span_s = (records["start_ns"].max() - records["start_ns"].min()) / 1e9 if len(ok) else 0
-            measured = len(ok) / span_s if span_s > 0 else 0.0
+            measured = numbers.throughput_rps
+            measured = 0.0 if math.isnan(measured) else measured
             verdicts.append(Verdict(slo, measured, measured >= slo.limit))
         else:
-            pct = float(slo.name[1:])
-            measured = (float(np.percentile(ok["latency_us"].to_numpy(), pct)) / 1000.0
-                        if len(ok) else float("inf"))
+            measured = numbers.percentile_ms(float(slo.name[1:]))
+            measured = math.inf if math.isnan(measured) else measured
             verdicts.append(Verdict(slo, measured, measured <= slo.limit))
     return verdicts
-
-
-class SloGate:
-    """Locust listener: at quit, judge the SLOs and set exit code 3 on any breach."""
-
-    def __init__(self, slos: list[Slo], records: Callable[[], pd.DataFrame | None]) -> None:
-        self.slos = slos
-        self.records = records
-        self.verdicts: list[Verdict] = []
-
-    def register(self, environment: Any) -> SloGate:
-        """Hook ``quitting``.
-
-        Register it before the listener that finalises the records: Locust fires
-        ``quitting`` in reverse order of registration.
-        """
-        environment.events.quitting.add_listener(self.on_quitting)
-        return self
-
-    def on_quitting(self, environment: Any, **_: Any) -> None:
-        """Judge and set the process exit code."""
-        frame = self.records()
-        if frame is None or not self.slos:
-            return
-        self.verdicts = evaluate(self.slos, frame)
-        for verdict in self.verdicts:
-            log.warning(verdict.line())
-        if not all(v.ok for v in self.verdicts):
-            environment.process_exit_code = BREACH_EXIT_CODE

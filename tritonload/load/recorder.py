@@ -37,7 +37,11 @@ class Recorder:
         self.histograms: dict[str, HdrHistogram] = {}
         self._columns: dict[str, list[Any]] = {name: [] for name in schema.REQUESTS.names}
         self._parts = 0
-        self._live_from = 0  # buffer index where the current live window starts
+        # The live window: rows not yet returned by take_live_window(). They are the buffer
+        # from ``_live_from`` on, preceded by what earlier flushes carried over.
+        self._live_from = 0
+        self._live_latencies: list[float] = []
+        self._live_oks: list[bool] = []
 
     def register(self, environment: Any) -> Recorder:
         """Listen to the environment's request events."""
@@ -85,17 +89,38 @@ class Recorder:
             return
         path = write_request_part(self.run_dir, self._parts, self._columns)
         self._parts += 1
+        # Rows the live window has not taken yet outlive the buffer they were in.
+        self._live_latencies += self._columns["latency_us"][self._live_from:]
+        self._live_oks += self._columns["ok"][self._live_from:]
         for values in self._columns.values():
             values.clear()
         self._live_from = 0
         log.debug("wrote %d request records to %s", rows, path)
 
-    def take_live_window(self) -> tuple[list[float], int]:
-        """Latencies (µs) of successful requests and the error count since the last call."""
-        latencies = self._columns["latency_us"][self._live_from:]
-        oks = self._columns["ok"][self._live_from:]
-        self._live_from = len(self._columns["ok"])
-        return [v for v, ok in zip(latencies, oks, strict=True) if ok], oks.count(False)
+    def take_live_window(self) -> tuple[list[float], list[bool]]:
+        """Every request recorded since the last call, in order: ``(latencies_us, oks)``.
+
+        Two lists of equal length covering successful *and* failed requests, shaped for
+        `tritonload.core.numbers.summarize`; no request is lost or returned twice, however many
+        flushes happened in between.
+
+        Cost: nothing per request. The window is a slice of the column buffer from the index
+        the last call stopped at; a flush, which empties the buffer, first copies the untaken
+        tail of the two columns aside (``_live_latencies``/``_live_oks``), and this call
+        returns and empties that carry-over. A copy per flush of at most the rows recorded
+        since the last call was chosen over two extra appends per request, since the recorder
+        runs on the hot path (every request event) and flushes are rare. The carry-over holds
+        only untaken rows, so memory stays bounded as long as the caller keeps taking windows.
+        """
+        columns = self._columns
+        latencies = columns["latency_us"][self._live_from:]
+        oks = columns["ok"][self._live_from:]
+        self._live_from = len(columns["ok"])
+        if self._live_oks:
+            latencies = self._live_latencies + latencies
+            oks = self._live_oks + oks
+            self._live_latencies, self._live_oks = [], []
+        return latencies, oks
 
     def percentile_ms(self, model: str, percentile: float) -> float | None:
         """Live percentile (ms) of a model's successful requests, from its HDR histogram."""

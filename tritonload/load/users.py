@@ -173,4 +173,4 @@ class TritonHttpUser(TritonUser):
 
     def make_transport(self, target: Any) -> HttpTransport:
         """Keep-alive HTTP/1.1 connections, one per request in flight."""
-        return HttpTransport(target, self.settings.max_in_flight)
+        return HttpTransport(target)

@@ -8,9 +8,6 @@ flight has its own connection: a sync user holds one, an async user up to ``max_
 
 from __future__ import annotations
 
-import socket
-import ssl
-
 from tritonclient.grpc import service_pb2
 from tritonclient.utils import np_to_triton_dtype, serialize_byte_tensor
 
@@ -18,7 +15,7 @@ from tritonload.core.config import Target
 from tritonload.triton.payloads import Payload
 from tritonload.wire.grpc_wire import GrpcConnection, GrpcStatusError, encode_headers, grpc_message
 from tritonload.wire.prepared import Prepared
-from tritonload.wire.sockets import peek_idle
+from tritonload.wire.sockets import Connections, peek_idle
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
@@ -29,15 +26,10 @@ class GrpcTransport:
     protocol = "grpc"
 
     def __init__(self, target: Target) -> None:
-        authority = target.url("grpc")
-        host, _, port = authority.rpartition(":")
-        self.address = (host.strip("[]"), int(port))
-        self.timeout_s = target.timeout_s
-        self.tls = _tls_context() if target.ssl else None
-        self.header_block = encode_headers(MODEL_INFER, authority, target.headers,
+        self.connections = Connections(target, "grpc", alpn="h2", wrap=GrpcConnection,
+                                       reusable=_open)
+        self.header_block = encode_headers(MODEL_INFER, target.url("grpc"), target.headers,
                                            target.timeout_s, "https" if target.ssl else "http")
-        self.idle: list[GrpcConnection] = []
-        self.closed = False
 
     def prepare(self, payload: Payload) -> list[Prepared]:
         """Each payload entry as a ready gRPC message holding a ModelInferRequest."""
@@ -59,53 +51,26 @@ class GrpcTransport:
 
     def send(self, prepared: Prepared) -> int:
         """One inference; returns the response message size. Raises on a non-OK status."""
-        connection = self._connection()
+        connections = self.connections
+        connection = connections.get()
         try:
             size = connection.call(self.header_block, prepared.request)
         except GrpcStatusError:
-            self._give_back(connection)  # the call ended cleanly: the connection is fine
+            # The call ended cleanly: the connection is fine (unless the stream was left
+            # half-sent, which ``reusable`` says).
+            connections.give_back(connection, connection.reusable)
             raise
         except BaseException:
             connection.close()  # timed out or broken: its state is unknown
             raise
-        self._give_back(connection)
+        connections.give_back(connection, connection.reusable)
         return size
 
     def close(self) -> None:
-        """Close the idle connections; those in use close when their call ends.
-
-        Closing a socket under a greenlet that is still reading it (a user stopping with
-        requests in flight) would record a spurious "Bad file descriptor" failure.
-        """
-        self.closed = True
-        while self.idle:
-            self.idle.pop().close()
-
-    def _connection(self) -> GrpcConnection:
-        while self.idle:
-            connection = self.idle.pop()
-            if peek_idle(connection.sock) != b"":  # pending PING/SETTINGS: the call reads them
-                return connection
-            connection.close()
-        sock = socket.create_connection(self.address, timeout=self.timeout_s)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            if self.tls is not None:
-                sock = self.tls.wrap_socket(sock, server_hostname=self.address[0])
-            return GrpcConnection(sock)
-        except BaseException:
-            sock.close()
-            raise
-
-    def _give_back(self, connection: GrpcConnection) -> None:
-        if connection.reusable and not self.closed:
-            self.idle.append(connection)
-        else:
-            connection.close()
+        """Close the idle connections; those in use close when their call ends (`Connections`)."""
+        self.connections.close()
 
 
-def _tls_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.set_alpn_protocols(["h2"])
-    return context
-
+def _open(connection: GrpcConnection) -> bool:
+    """Whether an idle connection can carry a call: pending PING/SETTINGS frames are fine."""
+    return peek_idle(connection.sock) != b""  # the call reads them

@@ -1,25 +1,32 @@
-"""HTTP: a lean keep-alive transport on geventhttpclient's connections.
+"""HTTP: a lean keep-alive HTTP/1.1 transport on plain (gevent) sockets.
 
-tritonclient.http builds each body once (``generate_request_body``, binary tensors), and
-geventhttpclient renders the whole request (head + body) once too, in ``prepare``: every
-request then is one ``sendall`` of ready bytes on a pooled keep-alive connection, and a small
-reader for the answer. geventhttpclient is gevent-native, so async mode is simply a pool of
-greenlets each sending synchronously, with as many connections as requests in flight
-(tritonclient's own ``async_infer`` sleeps 10 ms per call, which caps a user near 80
-submissions per second).
+Each request is rendered whole, once, in ``prepare``: tritonclient.http builds the body
+(``generate_request_body``, binary tensors) and this module writes the head (request line,
+Host, Content-Type, Content-Length, Inference-Header-Content-Length, the target's headers).
+A request then is one ``sendall`` of ready bytes on a keep-alive connection and a small reader
+for the answer. Connections are `tritonload.wire.sockets.Connections`, as for gRPC: one per
+request in flight (a sync user holds one, an async user up to ``max_in_flight``), so async
+mode is simply a pool of greenlets each sending synchronously (tritonclient's own
+``async_infer`` sleeps 10 ms per call, which caps a user near 80 submissions per second).
 
-Why not ``HTTPClient.post``: it merges and validates headers, renders the head and runs a
-full parser with a Python callback per header field on every request. On ``recommender`` at
-concurrency 16 that cost about 205 µs of client CPU per request against about 100 µs here
-(benchmarks/vs_perf_analyzer.py); on 2 shared cores, client CPU is server throughput lost.
+Why not ``HTTPClient.post`` (geventhttpclient): it merges and validates headers, renders the
+head and runs a full parser with a Python callback per header field on every request. On
+``recommender`` at concurrency 16 that cost about 205 µs of client CPU per request against
+about 100 µs here (benchmarks/vs_perf_analyzer.py); on 2 shared cores, client CPU is server
+throughput lost. Why not geventhttpclient's connection pool under our own requests, as
+before: it was reached through private attributes (so pinned to one minor release), its
+gevent-queue checkout and select()-based liveness check cost time, and a list of idle
+sockets checked with one non-blocking peek does the same job: {FIGURE}
 """
 
 from __future__ import annotations
 
 import json
+import re
+import socket
+from collections.abc import Mapping
+from urllib.parse import quote
 
-from geventhttpclient import HTTPClient
-from geventhttpclient.connectionpool import ConnectionPool
 from tritonclient.http import InferenceServerClient, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
@@ -27,80 +34,106 @@ from tritonload.core.config import Target
 from tritonload.triton.clients import build_inputs, client_module
 from tritonload.triton.payloads import Payload
 from tritonload.wire.prepared import Prepared
-from tritonload.wire.sockets import peek_idle
+from tritonload.wire.sockets import Connections, peek_idle
+
+# What describes the body is ours; a target header of the same name would contradict it.
+_FRAMING = frozenset({"content-type", "content-length", "transfer-encoding",
+                      "inference-header-content-length"})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field name
+_FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")  # no CR, LF or other controls
 
 
 class HttpTransport:
-    """A keep-alive connection pool sized to the user's requests in flight."""
+    """Keep-alive HTTP/1.1 connections, one per request in flight; ``send`` blocks its greenlet."""
 
     protocol = "http"
 
-    def __init__(self, target: Target, in_flight: int = 1) -> None:
-        host, _, port = target.url("http").rpartition(":")
-        self.client = HTTPClient(
-            host.strip("[]"), int(port), ssl=target.ssl, concurrency=in_flight,
-            connection_timeout=target.timeout_s, network_timeout=target.timeout_s,
-        )
-        # The client's pool gives connected (TLS if asked), timed-out, liveness-checked sockets;
-        # ``send`` only writes ready bytes on them and reads the answer.
-        self.pool: ConnectionPool = self.client._connection_pool
-        if not target.ssl:
-            # The pool checks each idle connection with a gevent select() before reuse (~10 µs,
-            # about 8% of this transport's CPU); a non-blocking peek says the same in one call.
-            self.pool._is_socket_alive = _idle_and_open
-        self.headers = dict(target.headers)
+    def __init__(self, target: Target) -> None:
+        self.connections: Connections[socket.socket] = Connections(
+            target, "http", alpn="http/1.1", wrap=_as_is, reusable=_idle_and_open)
+        host, port = self.connections.address
+        self.host = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.headers = _checked(target.headers)
 
     def prepare(self, payload: Payload) -> list[Prepared]:
-        """Each payload entry as the complete request bytes (head rendered by geventhttpclient)."""
+        """Each payload entry as the complete request bytes: head and body."""
         module = client_module("http")
         outputs = [InferRequestedOutput(name, binary_data=True) for name in payload.outputs]
-        uri = f"/v2/models/{payload.model}/infer"
+        uri = f"/v2/models/{quote(payload.model)}/infer"
         prepared = []
         for entry in payload.entries:
             body, json_size = InferenceServerClient.generate_request_body(
                 build_inputs(module, entry), outputs=outputs)
-            headers = {**self.headers, "Content-Type": "application/octet-stream"}
-            if json_size is not None:
-                headers["Inference-Header-Content-Length"] = str(json_size)
-            head = self.client._build_request("POST", uri, body=body, headers=headers)
-            prepared.append(Prepared(payload.model, head.encode("latin-1") + body, len(body)))
+            head = request_head(uri, self.host, self.headers, len(body), json_size)
+            prepared.append(Prepared(payload.model, head + body, len(body)))
         return prepared
 
     def send(self, prepared: Prepared) -> int:
         """One inference; returns the response body size. Raises on a non-200 answer."""
-        sock = self.pool.get_socket()
+        connections = self.connections
+        sock = connections.get()
         try:
             sock.sendall(prepared.request)
             status, data, keep_alive = _read_response(sock)
         except BaseException:
-            self.pool.release_socket(sock)  # closes it: its state is unknown
+            sock.close()  # timed out or broken: its state is unknown
             raise
-        if keep_alive:
-            self.pool.return_socket(sock)
-        else:
-            self.pool.release_socket(sock)
+        connections.give_back(sock, keep_alive)
         if status != 200:
             raise InferenceServerException(msg=_error_message(data), status=str(status))
         return len(data)
 
     def close(self) -> None:
-        """Close every pooled connection."""
-        self.client.close()
+        """Close the idle connections; those in use close when their request ends."""
+        self.connections.close()
+
+
+def request_head(uri: str, host: str, headers: Mapping[str, str], body_size: int,
+                 json_size: int | None) -> bytes:
+    """An inference request's HTTP/1.1 head (``POST``), ending with the blank line.
+
+    A ``Host`` among ``headers`` replaces ours; the body's own fields (Content-Type,
+    Content-Length, Inference-Header-Content-Length) are always ours.
+    """
+    fields = {"Host": host}
+    for name, value in headers.items():
+        if name.lower() == "host":
+            fields["Host"] = value
+        elif name.lower() not in _FRAMING:
+            fields[name] = value
+    fields["Content-Type"] = "application/octet-stream"
+    fields["Content-Length"] = str(body_size)
+    if json_size is not None:
+        fields["Inference-Header-Content-Length"] = str(json_size)
+    lines = [f"POST {uri} HTTP/1.1", *(f"{name}: {value}" for name, value in fields.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _checked(headers: Mapping[str, str]) -> dict[str, str]:
+    """The target's extra headers, refused if one would break the request head."""
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
+            raise ValueError(f"invalid HTTP header {name!r}: {value!r}")
+    return dict(headers)
+
+
+def _as_is(sock: socket.socket) -> socket.socket:
+    return sock
+
+
+def _idle_and_open(sock: socket.socket) -> bool:
+    """Whether an idle keep-alive connection can be reused: open, with nothing to read."""
+    return peek_idle(sock) is None  # pending bytes would be an answer nobody asked for
 
 
 _BLOCK = 65536
-
-
-def _idle_and_open(sock: object) -> bool:
-    """Whether a pooled keep-alive connection can be reused: open, with nothing to read."""
-    return peek_idle(sock) is None  # pending bytes would be an answer nobody asked for
 
 
 def _read_response(sock: object) -> tuple[int, bytes, bool]:
     """Read one HTTP/1.1 response: ``(status, body, keep_alive)``.
 
     Handles Content-Length (what Triton sends), chunked and close-delimited bodies. A closed
-    connection or a timeout raises (ConnectionError / TimeoutError), as geventhttpclient does.
+    connection or a timeout raises (ConnectionError / TimeoutError).
     """
     buf = sock.recv(_BLOCK)
     while (end := buf.find(b"\r\n\r\n")) < 0:

@@ -1,8 +1,27 @@
-"""What an idle keep-alive connection holds, for the transports' reuse checks."""
+"""Keep-alive connections for the transports: opened, kept idle, checked before reuse.
+
+Both transports give each request in flight its own connection (a sync user holds one, an
+async user up to ``max_in_flight``), so the calling greenlet reads its own answer.
+`Connections` is that bookkeeping, once for both: a list of idle connections (the last one
+given back is reused first), a non-blocking check before reuse, and new TCP (or TLS)
+connections when none is idle.
+"""
 
 from __future__ import annotations
 
 import socket
+import ssl
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+from tritonload.core.config import Target
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
 
 
 def peek_idle(sock: object) -> bytes | None:
@@ -19,3 +38,63 @@ def peek_idle(sock: object) -> bytes | None:
         return None
     except (OSError, ValueError, AttributeError):
         return b""
+
+
+class Connections(Generic[C]):
+    """One transport's keep-alive connections to ``target``'s ``protocol`` endpoint.
+
+    ``wrap`` turns a new connected socket into the transport's connection (it may speak
+    first, as HTTP/2 does); ``reusable`` says whether an idle one may carry the next request
+    (`peek_idle` on its socket). Connections in use belong to the greenlets using them.
+    """
+
+    def __init__(self, target: Target, protocol: str, *, alpn: str,
+                 wrap: Callable[[socket.socket], C], reusable: Callable[[C], bool]) -> None:
+        host, _, port = target.url(protocol).rpartition(":")
+        self.address = (host.strip("[]"), int(port))
+        self.timeout_s = target.timeout_s
+        self.tls = _tls_context(alpn) if target.ssl else None
+        self.wrap, self.reusable = wrap, reusable
+        self.idle: list[C] = []
+        self.closed = False
+
+    def get(self) -> C:
+        """An idle connection that passes ``reusable``, else a new one."""
+        idle = self.idle
+        while idle:
+            connection = idle.pop()
+            if self.reusable(connection):
+                return connection
+            connection.close()
+        sock = socket.create_connection(self.address, timeout=self.timeout_s)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_hostname=self.address[0])
+            return self.wrap(sock)
+        except BaseException:
+            sock.close()
+            raise
+
+    def give_back(self, connection: C, keep: bool = True) -> None:
+        """Keep a connection whose exchange ended cleanly for the next request, else close it."""
+        if keep and not self.closed:
+            self.idle.append(connection)
+        else:
+            connection.close()
+
+    def close(self) -> None:
+        """Close the idle connections; those in use close when given back.
+
+        Closing a socket under a greenlet that is still reading it (a user stopping with
+        requests in flight) would record a spurious "Bad file descriptor" failure.
+        """
+        self.closed = True
+        while self.idle:
+            self.idle.pop().close()
+
+
+def _tls_context(alpn: str) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.set_alpn_protocols([alpn])
+    return context

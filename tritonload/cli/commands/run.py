@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-
-import pandas as pd
 
 from tritonload.analysis.cli import write_report_for
 from tritonload.cli.commands.target_options import add_target_options, target_from_args
 from tritonload.cli.console import console, print_table
-from tritonload.cli.headless import LocustRun, parse_duration, percentile_table, resolve_scenario
+from tritonload.cli.headless import LocustRun, parse_duration, resolve_scenario
 from tritonload.cli.signals import sigterm_raises_interrupt
 from tritonload.core.errors import UsageError
+from tritonload.core.numbers import RunNumbers, run_numbers
 from tritonload.core.options import add_slo_options, add_user_options
-from tritonload.core.rundir import new_run_id
+from tritonload.core.rundir import new_run_id, read_run_json
 from tritonload.core.slo import BREACH_EXIT_CODE, evaluate, parse_slos
 
 
@@ -56,6 +54,17 @@ def load_options(args: argparse.Namespace) -> list[str]:
     return options
 
 
+def numbers_table(numbers: RunNumbers) -> list[dict[str, str]]:
+    """Per model and protocol: requests, errors, req/s and exact P50/P95/P99 (ms)."""
+    rows = []
+    for (model, protocol), group in numbers.groups.items():
+        p50, p95, p99 = (group.percentile_ms(q) for q in (50, 95, 99))
+        rows.append({"model": model, "protocol": protocol, "requests": str(group.requests),
+                     "errors": str(group.errors), "req/s": f"{group.throughput_rps:.1f}",
+                     "P50 ms": f"{p50:.3f}", "P95 ms": f"{p95:.3f}", "P99 ms": f"{p99:.3f}"})
+    return rows
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `run`."""
     parser = sub.add_parser(
@@ -90,14 +99,15 @@ def run(args: argparse.Namespace) -> int:
         job = LocustRun(scenario, target.as_url(), run_dir, args.users, duration,
                         user_classes=args.user_class, options=load_options(args))
         code = job.execute(label=f"{scenario.stem} ({args.users} users)")
-    if code == 2 or not (run_dir / "requests").exists():
+    if code == 2 or not (run_dir / "run.json").exists():
         return 2
-    records = pd.read_parquet(run_dir / "requests")
-    print_table(percentile_table(records), title=f"{scenario.stem}: exact latencies ({run_dir})")
-    arrivals = json.loads((run_dir / "run.json").read_text()).get("arrivals")
+    numbers = run_numbers(run_dir, by=("model", "protocol"))
+    console.print(f"steady window: {numbers.describe_window()}", markup=False)
+    print_table(numbers_table(numbers), title=f"{scenario.stem}: exact latencies ({run_dir})")
+    arrivals = read_run_json(run_dir).get("arrivals")
     if arrivals:
         console.print(arrival_line(arrivals), style="bold yellow" if arrivals["dropped"] else None)
-    verdicts = evaluate(slos, records)
+    verdicts = evaluate(slos, numbers.total)
     for verdict in verdicts:
         console.print(verdict.line(), style=None if verdict.ok else "bold red")
     if args.report:

@@ -1,0 +1,205 @@
+"""The Recorder: live windows across Parquet flushes, the parts it writes, HDR percentiles."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from tritonload.core import schema
+from tritonload.core.numbers import summarize
+from tritonload.load.recorder import Recorder
+
+T0_NS = 1_700_000_000_000_000_000
+
+
+class RequestFailed(Exception):
+    """Stands for `tritonload.load.users.RequestFailed` (importing users would import Locust)."""
+
+
+class Feeder:
+    """Fires `Recorder.on_request` the way `TritonUser.request` fires Locust's request event.
+
+    Every request gets a distinct, known latency so rows can be traced through the recorder.
+    """
+
+    def __init__(self, recorder: Recorder, protocol: str = "grpc", mode: str = "sync") -> None:
+        self.recorder = recorder
+        self.protocol = protocol
+        self.mode = mode
+        self.fed: list[dict] = []  # the row each event should become, in order
+        self._n = itertools.count()
+
+    def send(self, model: str = "recommender", latency_us: float | None = None,
+             error_kind: str | None = None, user_id: int = 0) -> dict:
+        n = next(self._n)
+        latency_ns = int((latency_us if latency_us is not None else 1000 + n) * 1000)
+        start_ns = T0_NS + n * 1_000_000
+        context = {
+            "intended_start_ns": start_ns - 5_000,
+            "start_ns": start_ns,
+            "latency_ns": latency_ns,
+            "service_ns": latency_ns - 2_000,
+            "mode": self.mode,
+            "bytes_sent": 512 + n,
+            "user_id": user_id,
+        }
+        exception = None
+        received = 8 + n
+        if error_kind is not None:
+            context.update(error_kind=error_kind, triton_status="StatusCode.UNAVAILABLE",
+                           triton_message="connection refused")
+            exception = RequestFailed(f"{error_kind}: connection refused")
+            received = 0
+        self.recorder.on_request(request_type=self.protocol, name=model,
+                                 response_time=latency_ns / 1e6, response_length=received,
+                                 exception=exception, context=context)
+        row = {"intended_start_ns": start_ns - 5_000, "start_ns": start_ns,
+               "latency_us": latency_ns / 1000.0, "service_us": (latency_ns - 2_000) / 1000.0,
+               "model": model, "protocol": self.protocol, "mode": self.mode,
+               "ok": error_kind is None, "error_kind": error_kind or "",
+               "bytes_sent": 512 + n, "bytes_received": received, "user_id": user_id,
+               "worker": self.recorder.worker}
+        self.fed.append(row)
+        return row
+
+
+def _window(rows: list[dict]) -> tuple[list[float], list[bool]]:
+    return [r["latency_us"] for r in rows], [r["ok"] for r in rows]
+
+
+def _parts(run_dir) -> list[pd.DataFrame]:
+    directory = run_dir / schema.REQUESTS_DIR
+    return [pq.read_table(p).to_pandas() for p in sorted(directory.iterdir())]
+
+
+def test_live_window_keeps_rows_across_flushes(tmp_path):
+    recorder = Recorder(tmp_path, flush_rows=4)
+    feed = Feeder(recorder)
+    for _ in range(3):
+        feed.send()
+    assert recorder.take_live_window() == _window(feed.fed[0:3])
+    # 7 more rows: the buffer (3 taken rows) flushes at 4 and again at 8, leaving 2 buffered.
+    feed.send()
+    feed.send(error_kind="unavailable")
+    for _ in range(5):
+        feed.send()
+    assert recorder._parts == 2
+    latencies, oks = recorder.take_live_window()
+    assert (latencies, oks) == _window(feed.fed[3:10])  # all 7, failures included, in order
+    assert oks.count(False) == 1
+    assert recorder.take_live_window() == ([], [])  # nothing is returned twice
+    # After a take, then a flush, the window still starts where the take stopped.
+    feed.send()
+    feed.send()  # 4 buffered: flush (the 2 untaken rows are carried over)
+    feed.send()
+    assert recorder._parts == 3
+    assert recorder.take_live_window() == _window(feed.fed[10:13])
+
+
+def test_live_windows_add_up_to_every_request_fed(tmp_path):
+    """Whatever the flush/take interleaving, the windows concatenate to exactly the rows fed."""
+    recorder = Recorder(tmp_path, flush_rows=7)
+    feed = Feeder(recorder)
+    taken: list[tuple[list[float], list[bool]]] = []
+    kinds = itertools.cycle([None, None, None, "timeout", None])
+    for burst in (1, 6, 7, 8, 15, 0, 3, 22):
+        for _ in range(burst):
+            feed.send(error_kind=next(kinds))
+        taken.append(recorder.take_live_window())
+    recorder.flush()
+    assert recorder.take_live_window() == ([], [])
+    latencies = [v for window, _ in taken for v in window]
+    oks = [ok for _, window in taken for ok in window]
+    assert (latencies, oks) == _window(feed.fed)
+    for (window_latencies, window_oks) in taken:
+        assert len(window_latencies) == len(window_oks)
+
+
+def test_live_window_feeds_summarize(tmp_path):
+    recorder = Recorder(tmp_path, flush_rows=3)
+    feed = Feeder(recorder)
+    for latency in (100.0, 200.0, 300.0, 400.0):
+        feed.send(latency_us=latency)
+    feed.send(latency_us=9_999_999.0, error_kind="timeout")  # a failure: not a latency
+    numbers = summarize(*recorder.take_live_window(), 2.0)
+    assert (numbers.requests, numbers.ok, numbers.errors) == (5, 4, 1)
+    assert numbers.throughput_rps == 2.0
+    assert numbers.percentile_ms(50) == 0.25
+
+
+def test_parquet_parts_hold_exactly_the_rows_fed(tmp_path):
+    recorder = Recorder(tmp_path, flush_rows=5, worker="w7")
+    feed = Feeder(recorder, protocol="http", mode="async")
+    models = itertools.cycle(["recommender", "text_classifier", "recommender"])
+    for i in range(12):
+        feed.send(model=next(models), error_kind="timeout" if i % 4 == 3 else None, user_id=i % 3)
+    recorder.on_request(request_type="grpc", name="other", response_time=1.0,
+                             response_length=0, context={})  # not a tritonload event: skipped
+    parts = _parts(tmp_path)
+    assert [len(p) for p in parts] == [5, 5]  # written every flush_rows rows
+    recorder.flush()
+    recorder.flush()  # nothing buffered: no empty part
+    parts = _parts(tmp_path)
+    assert [len(p) for p in parts] == [5, 5, 2]
+    for path in sorted((tmp_path / schema.REQUESTS_DIR).iterdir()):
+        assert pq.read_schema(path).remove_metadata() == schema.REQUESTS
+    written = pd.concat(parts, ignore_index=True)
+    expected = pd.DataFrame(feed.fed, columns=schema.REQUESTS.names)
+    expected["user_id"] = expected["user_id"].astype("int32")
+    pd.testing.assert_frame_equal(written, expected)
+    assert recorder.count == 12
+
+
+def test_errors_are_counted_by_kind_and_kept_out_of_the_histograms(tmp_path):
+    recorder = Recorder(tmp_path)
+    feed = Feeder(recorder)
+    feed.send(latency_us=1000.0)
+    for kind in ("timeout", "unavailable", "timeout"):
+        feed.send(latency_us=5_000_000.0, error_kind=kind)
+    feed.send(model="text_classifier", latency_us=9_000_000.0, error_kind="timeout")
+    assert recorder.errors == {"timeout": 3, "unavailable": 1}
+    assert recorder.count == 5
+    assert recorder.histograms["recommender"].get_total_count() == 1
+    assert recorder.percentile_ms("recommender", 100) == pytest.approx(1.0, rel=1e-3)
+    assert recorder.percentile_ms("text_classifier", 95) is None  # only failures
+    assert recorder.percentile_ms("never_sent", 95) is None
+
+
+def test_hdr_percentiles_match_the_exact_ones_to_three_digits(tmp_path):
+    recorder = Recorder(tmp_path)
+    feed = Feeder(recorder)
+    rng = np.random.default_rng(7)
+    latencies = rng.lognormal(mean=8.0, sigma=0.8, size=3000)  # µs, around 3 ms
+    for latency in latencies:
+        feed.send(latency_us=float(latency))
+    for percentile in (50, 90, 95, 99, 100):
+        exact_ms = np.percentile(latencies, percentile, method="inverted_cdf") / 1000
+        # HDR at 3 significant digits: the value is exact to within 0.1% of itself (plus the
+        # integer-µs truncation of the recorded values).
+        assert recorder.percentile_ms("recommender", percentile) == pytest.approx(
+            exact_ms, rel=1e-3, abs=1e-3)
+
+
+def test_hdr_clamps_out_of_range_latencies(tmp_path):
+    recorder = Recorder(tmp_path)
+    feed = Feeder(recorder)
+    feed.send(latency_us=0.2)  # below 1 µs: recorded as 1 µs
+    assert recorder.percentile_ms("recommender", 100) == pytest.approx(0.001, rel=1e-3)
+    assert not math.isnan(recorder.percentile_ms("recommender", 50))
+
+
+def test_achieved_mix(tmp_path):
+    recorder = Recorder(tmp_path)
+    assert recorder.achieved_mix() == {}
+    feed = Feeder(recorder)
+    for model, n in (("text_classifier", 5), ("recommender", 3), ("image_classifier", 2)):
+        for i in range(n):
+            feed.send(model=model, error_kind="timeout" if i == 0 else None)  # failures count
+    assert recorder.achieved_mix() == {"image_classifier": 0.2, "recommender": 0.3,
+                                       "text_classifier": 0.5}
+    assert list(recorder.achieved_mix()) == sorted(recorder.achieved_mix())

@@ -1,0 +1,107 @@
+"""Once a second: ``live.json`` for progress, and the stability windows of measured runs.
+
+Both summarise the requests completed since the last tick with
+`tritonload.core.numbers.summarize`, the same throughput and exact-percentile definition as
+the run table, the SLO gate and the report.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import gevent
+import numpy as np
+
+from tritonload.core.numbers import Numbers, summarize
+from tritonload.core.rundir import write_json_atomic
+from tritonload.core.schema import LIVE_JSON
+from tritonload.load.recorder import Recorder
+from tritonload.load.stability import StabilityRule
+
+
+def _ms(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 3)
+
+
+class StabilityWindows:
+    """Cuts the run after its warm-up into windows of ``window_s`` and feeds `StabilityRule`."""
+
+    def __init__(self, rule: StabilityRule, warmup_s: float, window_s: float) -> None:
+        self.rule = rule
+        self.warmup_s = warmup_s
+        self.window_s = window_s
+        self._start: float | None = None
+        self._latencies: list[np.ndarray] = []
+        self._oks: list[np.ndarray] = []
+
+    def add(self, elapsed_s: float, now: float, latencies_us: list, oks: list) -> bool:
+        """One tick's requests; True once the rule is done (stable, or out of windows)."""
+        if elapsed_s < self.warmup_s:
+            return False
+        if self._start is None:
+            self._start = now  # the first tick after warm-up may straddle it: not counted
+            return False
+        self._latencies.append(np.asarray(latencies_us, dtype=np.float64))
+        self._oks.append(np.asarray(oks, dtype=bool))
+        if now - self._start < self.window_s:
+            return False
+        window = summarize(np.concatenate(self._latencies), np.concatenate(self._oks),
+                           now - self._start)
+        self.rule.add(window.throughput_rps, _ms(window.percentile_ms(95)))
+        self._start, self._latencies, self._oks = now, [], []
+        return self.rule.done
+
+
+class LiveTicker:
+    """A greenlet that writes ``live.json`` every ``period_s`` and judges stability windows."""
+
+    def __init__(self, recorder: Recorder, run_dir: Path, started_ns: int,
+                 stability: StabilityWindows | None, on_done: Callable[[], None],
+                 period_s: float = 1.0) -> None:
+        self.recorder = recorder
+        self.path = Path(run_dir) / LIVE_JSON
+        self.started_ns = started_ns
+        self.stability = stability
+        self.on_done = on_done
+        self.period_s = period_s
+        self._greenlet: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        """Start ticking."""
+        self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        """Stop ticking."""
+        if self._greenlet is not None:
+            self._greenlet.kill()
+            self._greenlet = None
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            gevent.sleep(self.period_s)
+            latencies, oks = self.recorder.take_live_window()
+            now = time.monotonic()
+            elapsed_s = (time.time_ns() - self.started_ns) / 1e9
+            self._write(elapsed_s, summarize(latencies, oks, now - last))
+            last = now
+            if self.stability is not None and self.stability.add(elapsed_s, now, latencies, oks):
+                gevent.spawn(self.on_done)
+                return
+
+    def _write(self, elapsed_s: float, second: Numbers) -> None:
+        recorder = self.recorder
+        write_json_atomic(self.path, {
+            "elapsed_s": round(elapsed_s, 1),
+            "requests": recorder.count,
+            "rps": round(second.throughput_rps, 1),
+            "p95_ms": _ms(second.percentile_ms(95)),
+            "errors": sum(recorder.errors.values()),
+            "windows": len(self.stability.rule.history) if self.stability else None,
+            # Since the start, per model, from the HDR histograms (µs, 3 digits).
+            "p95_ms_by_model": {m: recorder.percentile_ms(m, 95)
+                                for m in sorted(recorder.histograms)},
+        })

@@ -1,0 +1,48 @@
+"""tritonload's Locust command-line options, and reading them back from Locust's namespace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tritonload.core.options import add_slo_options, add_user_options
+
+
+def add_options(parser: Any) -> None:
+    """Tritonload's Locust command-line options."""
+    group = parser.add_argument_group("tritonload")
+    add_user_options(group)
+    group.add_argument("--request-timeout", type=float, default=None, metavar="SECONDS",
+                       help="per-request timeout (default 30)")
+    group.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
+                       help="extra request header (auth tokens...); repeatable")
+    group.add_argument("--fill", choices=("random", "zeros"), default="random",
+                       help="generated payload values (default random)")
+    group.add_argument("--run-dir", default=None,
+                       help="run directory (default runs/<run id>-<scenario>)")
+    group.add_argument("--stats-interval", type=float, default=1.0, metavar="SECONDS",
+                       help="server statistics sampling period (default 1)")
+    group.add_argument("--seed", type=int, default=0, help="seed for the mix draw and payloads")
+    add_slo_options(group)
+    group.add_argument("--warmup", type=float, default=0.0, metavar="SECONDS",
+                       help="seconds dropped at the start by the SLO gate, the report and the "
+                       "stability windows (default 0: the first 10%% of the run, at most 30 s)")
+    group.add_argument("--window", type=float, default=0.0, metavar="SECONDS",
+                       help="measure in windows of this length and stop once stable "
+                       "(perf_analyzer's rule); 0 = off, run for -t")
+    group.add_argument("--stable-windows", type=int, default=3,
+                       help="windows that must agree (default 3)")
+    group.add_argument("--max-windows", type=int, default=8,
+                       help="give up, marked unstable, after this many windows (default 8)")
+    group.add_argument("--stability-tolerance", type=float, default=0.10,
+                       help="allowed spread of throughput and P95 around their mean (default 0.1)")
+    group.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                       help="free-form metadata stored under run.json's extra; repeatable")
+    group.add_argument("--embedded-port", type=int, default=8000, metavar="PORT",
+                       help="without --host: HTTP port of the embedded server "
+                       "(gRPC and metrics use the next two; default 8000)")
+
+
+def option(options: Any, name: str, default: Any = None) -> Any:
+    """An option's value, or ``default`` when it was not given (a given 0 is kept)."""
+    value = getattr(options, name, None) if options is not None else None
+    return default if value is None else value

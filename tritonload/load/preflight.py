@@ -1,0 +1,146 @@
+"""Before any load: the target, each user class's settings, and a validated payload per model.
+
+Every bad input (a wrong model name, a payload that does not match the served metadata, an
+unreachable server, a bad option value) raises a one-line `TritonloadError` here, before a
+single request is sent. What passes becomes the frozen `RunContext` the users read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from tritonload.core.config import Target, parse_pairs
+from tritonload.core.errors import UsageError
+from tritonload.core.mix import ModelMix
+from tritonload.load.arrivals import ArrivalLedger
+from tritonload.load.context import RunContext, UserSettings
+from tritonload.load.options import option
+from tritonload.load.users import TritonUser
+from tritonload.server import EmbeddedTriton, Ports
+from tritonload.server.fleet import DEMO_SHAPES
+from tritonload.triton.admin import TritonAdmin, config_snapshot
+from tritonload.triton.payloads import (
+    ModelInfo,
+    Payload,
+    generate_payload,
+    load_payload_file,
+    parse_shape_override,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Preflight:
+    """What the checks established, and what they opened (closed by `close`)."""
+
+    context: RunContext
+    configs: dict[str, dict]  # model → the served config's performance-relevant part
+    admin: TritonAdmin
+    server: EmbeddedTriton | None  # the embedded server, when no --host was given
+
+    def close(self) -> None:
+        """Release the control-plane connection and stop the embedded server, if any."""
+        self.admin.close()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+def preflight(environment: Any) -> Preflight:
+    """Resolve and validate everything a run needs; raises `TritonloadError` on bad input."""
+    options = environment.parsed_options
+    target, server = _target(environment, options)
+    try:
+        classes = _usable_user_classes(environment, target)
+        settings = {cls: user_settings(cls, options) for cls in classes}
+        models = sorted({m for s in settings.values() for m in s.mix.models})
+        admin = TritonAdmin(target)
+        try:
+            admin.server_live()
+            payloads, configs = _payloads(admin, models, options)
+        except BaseException:
+            admin.close()
+            raise
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
+    seed = int(option(options, "seed", 0))
+    context = RunContext(target, payloads, settings, seed, ArrivalLedger())
+    return Preflight(context, configs, admin, server)
+
+
+def _target(environment: Any, options: Any) -> tuple[Target, EmbeddedTriton | None]:
+    headers = parse_pairs(option(options, "header", []), "--header", "NAME=VALUE")
+    timeout = float(option(options, "request_timeout", 30.0))
+    host = environment.host or option(options, "host", None)
+    if host:
+        return Target.parse(host, headers=headers, timeout_s=timeout), None
+    from locust.runners import WorkerRunner
+
+    if isinstance(environment.runner, WorkerRunner):
+        raise UsageError("workers need --host: the embedded server runs on one machine only")
+    base = int(option(options, "embedded_port", 8000))
+    server = EmbeddedTriton(ports=Ports(base, base + 1, base + 2))
+    log.warning("no --host: starting the embedded Triton server on 127.0.0.1:%d", base)
+    server.start()
+    return Target(host=server.host, http_port=base, grpc_port=base + 1, embedded=True,
+                  headers=headers, timeout_s=timeout), server
+
+
+def _usable_user_classes(environment: Any, target: Target) -> list[type]:
+    """The tritonload user classes; a URL that pins one protocol drops the other's classes."""
+    classes = [c for c in environment.user_classes if issubclass(c, TritonUser)]
+    usable = [c for c in classes if target.supports(c.protocol)]
+    if not usable:
+        raise UsageError(f"no user class in this locustfile can use {target.describe()}")
+    dropped = set(classes) - set(usable)
+    if dropped:
+        log.warning("target %s: skipping %s", target.describe(),
+                    ", ".join(sorted(c.__name__ for c in dropped)))
+        environment.user_classes = [c for c in environment.user_classes if c not in dropped]
+    return usable
+
+
+def user_settings(cls: type, options: Any) -> UserSettings:
+    """Class attributes, overridden by the options given (a given 0 is kept, and refused)."""
+    mix_spec = option(options, "mix", None) or cls.mix
+    mode = option(options, "mode", cls.mode)
+    in_flight = int(option(options, "max_in_flight", cls.max_in_flight))
+    rate = option(options, "rate", cls.rate)
+    arrival = option(options, "arrival", cls.arrival)
+    settings = UserSettings(ModelMix.of(mix_spec), mode, in_flight, rate, arrival)
+    if mode == "sync":
+        return dataclasses.replace(settings, max_in_flight=1, rate=None)
+    return settings if mode == "open" else dataclasses.replace(settings, rate=None)
+
+
+def _payloads(admin: TritonAdmin, models: list[str], options: Any
+              ) -> tuple[dict[str, Payload], dict[str, dict]]:
+    """A payload per model (a --payload file, or generated), validated against the server."""
+    files = parse_pairs(option(options, "payload", []), "--payload", "MODEL=FILE")
+    unknown = set(files) - set(models)
+    if unknown:
+        raise UsageError(f"--payload names model {sorted(unknown)[0]!r}, which is not in "
+                         f"the mix ({', '.join(models)})")
+    shapes = {m: dict(s) for m, s in DEMO_SHAPES.items()}
+    for item in option(options, "shape", []):
+        model, name, dims = parse_shape_override(item)
+        shapes.setdefault(model, {})[name] = dims
+    seed = int(option(options, "seed", 0))
+    payloads, configs = {}, {}
+    for model in models:
+        config = admin.config(model)
+        info = ModelInfo.from_served(admin.metadata(model), config)
+        configs[model] = config_snapshot(config)
+        if model in files:
+            payloads[model] = load_payload_file(files[model], info)
+        else:
+            payloads[model] = generate_payload(info, shapes.get(model),
+                                               fill=option(options, "fill", "random"), seed=seed)
+    log.info("payloads validated for %s", ", ".join(models))
+    return payloads, configs

@@ -1,0 +1,67 @@
+"""run.json's document: what was run, against what, and how it went (keys: `core.schema`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import gevent
+
+from tritonload.core.rundir import iso, tool_versions
+from tritonload.core.slo import Slo
+from tritonload.load.arrivals import ArrivalLedger
+from tritonload.load.context import RunContext, UserSettings
+from tritonload.load.recorder import Recorder
+from tritonload.load.stability import StabilityRule
+
+
+def load_level(settings: list[UserSettings], users: int) -> dict[str, Any]:
+    """``{"kind": "rate", "level": req/s}`` (open loop) or requests in flight in total."""
+    rates = [s.rate for s in settings if s.rate]
+    if rates:
+        return {"kind": "rate", "level": max(rates)}
+    in_flight = max((s.max_in_flight for s in settings), default=1)
+    return {"kind": "concurrency", "level": users * in_flight}
+
+
+def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
+                 configs: Mapping[str, dict], warmup_s: float, started_ns: int,
+                 ended_ns: int | None, recorder: Recorder | None, arrivals: ArrivalLedger,
+                 stability: StabilityRule | None, stats_interval_s: float,
+                 tags: Mapping[str, str], slos: list[Slo]) -> dict[str, Any]:
+    """The run.json document (without the format stamp `rundir.write_run_json` adds)."""
+    target = context.target
+    settings = list(context.settings.values())
+    modes = sorted({s.mode for s in settings})
+    return {
+        "run_id": run_id,
+        "tool_versions": tool_versions(),
+        "scenario": scenario,
+        "target": {"url": target.describe(), "embedded": target.embedded,
+                   **{f"{p}_url": target.url(p) if target.supports(p) else None
+                      for p in ("http", "grpc")}},
+        "protocols": sorted({c.protocol for c in context.settings}),
+        "mode": modes[0] if len(modes) == 1 else "mixed",
+        "max_in_flight": max((s.max_in_flight for s in settings), default=1),
+        "load": load_level(settings, users),
+        "users": users,
+        "user_classes": {c.__name__: {"protocol": c.protocol, "mix": s.mix.shares(),
+                                      "mode": s.mode, "max_in_flight": s.max_in_flight}
+                         for c, s in context.settings.items()},
+        "mix": settings[0].mix.shares() if settings else {},
+        "achieved_mix": recorder.achieved_mix() if recorder else {},
+        "warmup_s": warmup_s,
+        "stability": stability.summary() if stability else None,
+        "started_ns": started_ns,
+        "ended_ns": ended_ns,
+        "started_at": iso(started_ns),
+        "ended_at": iso(ended_ns) if ended_ns else None,
+        "request_count": recorder.count if recorder else 0,
+        "error_counts": dict(recorder.errors) if recorder else {},
+        "arrivals": arrivals.totals() if arrivals.counts else None,
+        "models": dict(configs),
+        "payloads": {m: p.source for m, p in context.payloads.items()},
+        "server_stats_interval_s": stats_interval_s,
+        "gevent_threadpool_size": gevent.get_hub().threadpool.maxsize,
+        "extra": {"tags": dict(tags), "slos": [s.describe() for s in slos]},
+    }
