@@ -7,8 +7,9 @@ each user reads it there in ``on_start``. Users never import the session, so the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tritonload.core.config import Target
@@ -30,6 +31,8 @@ class UserSettings:
     max_in_flight: int
     rate: float | None = None  # open loop: total requests per second of this process
     arrival: str = "poisson"
+    timeout_s: float = 30.0
+    headers: Mapping[str, str] = field(default_factory=dict)  # the class's own; --header wins
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -38,6 +41,13 @@ class UserSettings:
             raise UsageError(f"--max-in-flight must be >= 1, got {self.max_in_flight}")
         if self.mode == "open":
             ArrivalProcess(self.rate or 0.0, self.arrival)  # validates rate and arrival
+        if not self.timeout_s > 0:
+            raise UsageError(f"request timeout must be > 0 s, got {self.timeout_s}")
+
+    def target_of(self, target: Target) -> Target:
+        """The run's target as this user class sends to it: its timeout and headers."""
+        return dataclasses.replace(target, timeout_s=self.timeout_s,
+                                   headers={**self.headers, **target.headers})
 
 
 @dataclass(frozen=True)

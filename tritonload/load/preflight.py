@@ -113,7 +113,9 @@ def user_settings(cls: type, options: Any) -> UserSettings:
     in_flight = int(option(options, "max_in_flight", cls.max_in_flight))
     rate = option(options, "rate", cls.rate)
     arrival = option(options, "arrival", cls.arrival)
-    settings = UserSettings(ModelMix.of(mix_spec), mode, in_flight, rate, arrival)
+    timeout_s = float(option(options, "request_timeout", cls.timeout_s))
+    settings = UserSettings(ModelMix.of(mix_spec), mode, in_flight, rate, arrival, timeout_s,
+                            dict(cls.headers))
     if mode == "sync":
         return dataclasses.replace(settings, max_in_flight=1, rate=None)
     return settings if mode == "open" else dataclasses.replace(settings, rate=None)

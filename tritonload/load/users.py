@@ -62,6 +62,8 @@ class TritonUser(User):
     wait_time = constant(0)  # closed loop: no think time
 
     _ids = itertools.count()
+    transport: Any = None
+    pool: Pool | None = None
 
     def on_start(self) -> None:
         """Resolve settings, open the transport and prebuild every request."""
@@ -69,7 +71,7 @@ class TritonUser(User):
         self.settings = context.settings[type(self)]
         self.user_id = next(TritonUser._ids)
         self.rng = random.Random(context.seed + self.user_id)
-        self.transport = self.make_transport(context.target)
+        self.transport = self.make_transport(self.settings.target_of(context.target))
         self.requests = {
             model: itertools.cycle(self.transport.prepare(context.payloads[model]))
             for model in self.settings.mix.models
@@ -81,9 +83,9 @@ class TritonUser(User):
 
     def on_stop(self) -> None:
         """Drop in-flight requests and close the connection, so the process can exit."""
-        if getattr(self, "pool", None) is not None:
+        if self.pool is not None:
             self.pool.kill(block=False)
-        if getattr(self, "transport", None) is not None:
+        if self.transport is not None:
             self.transport.close()
             self.transport = None
 
