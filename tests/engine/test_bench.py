@@ -78,7 +78,34 @@ def test_small_bench_writes_report_and_headline(tmp_path):
         "http-async-off-c4", "http-async-on-c4", "http-sync-off-c4", "http-sync-on-c4"]
     for run_dir in (out / "runs").iterdir():
         stability = json.loads((run_dir / "run.json").read_text())["stability"]
-        assert 3 <= len(stability["windows"]) <= 4  # stopped when stable, or at the bound
+        assert stability["rule"] == {"windows": 3, "tolerance": 0.1, "max_windows": 4}
+        windows = [(w["throughput_rps"], w["p95_ms"]) for w in stability["windows"]]
+        assert 3 <= len(windows) <= 4
+        # Whatever the machine's noise, the cell stopped exactly where the rule says: at the
+        # first window after which the last three agree within 10%, else at the 4-window bound.
+        for n in range(3, len(windows)):
+            assert _agree(windows[n - 3:n]) is not True, (run_dir.name, windows)
+        verdict = _agree(windows[-3:])
+        assert verdict in (stability["stable"], None), (run_dir.name, windows)
+        assert stability["stable"] or len(windows) == 4, (run_dir.name, windows)
     assert {p.name for p in out.iterdir()} >= {"report.html", "report.md", "report.json"}
     assert "headline" in proc.stdout and "recommender" in proc.stdout
     assert "batching gain" in proc.stdout
+
+
+def _agree(windows: list[tuple[float, float]], tolerance: float = 0.1) -> bool | None:
+    """perf_analyzer's rule on run.json's windows, written out independently of the engine:
+    True when throughput and P95 are each within ``tolerance`` of their mean in every window,
+    False when one is not, None when run.json's rounding (0.01 req/s, 0.001 ms) could decide.
+    """
+    verdicts = set()
+    for values, slack in zip(zip(*windows, strict=True), (0.01, 0.001), strict=True):
+        if any(v is None for v in values):
+            verdicts.add(False)
+            continue
+        mean = sum(values) / len(values)
+        worst = max(abs(v - mean) for v in values) - tolerance * mean
+        verdicts.add(None if abs(worst) <= 2 * slack else worst < 0)
+    if False in verdicts:
+        return False
+    return None if None in verdicts else True

@@ -100,6 +100,9 @@ def test_serve_command_unknown_model_is_one_line():
     proc = _serve("--set", "nope.instances=2")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
-    assert err.strip().splitlines() == ["tritonload: error: unknown model 'nope'; known models: "
-                                        + err.split("known models: ")[1].strip()]
+    # The whole demo fleet, in its order, each batching model followed by its twin.
+    known = ", ".join(f"{m}, {m}_nobatch" for m in (
+        "text_classifier", "image_classifier", "recommender", "wide_ranker", "narrow_ranker"))
+    assert err.strip().splitlines() == [
+        f"tritonload: error: unknown model 'nope'; known models: {known}"]
     assert "Traceback" not in err
