@@ -103,7 +103,9 @@ class LocustRun:
         reported = [ln for ln in stderr.splitlines() if ln.startswith(ERROR_PREFIX)]
         for line in reported:
             print_error(line.removeprefix(ERROR_PREFIX))
-        if (child.returncode not in (0, 1, 3) and not reported
+        # A run directory means the run happened (exit 1: Locust saw failed requests; 3: an SLO
+        # breach). Without one, a child that said nothing must not end in silence.
+        if (child.returncode != 0 and not reported
                 and not (self.run_dir / "run.json").exists()):
             tail = "; ".join(stderr.strip().splitlines()[-3:])
             raise UsageError(f"locust exited with code {child.returncode}: {tail[:400]}")
