@@ -36,6 +36,27 @@ def test_small_answers_and_connection_reuse(transport, target):
     assert len(prepared) == 2 and all(p.bytes_sent > 512 for p in prepared)
     sizes = {transport.send(prepared[i % 2]) for i in range(200)}
     assert len(sizes) == 1 and 4 <= sizes.pop() < 400  # one FP32 score plus framing
+    assert len(transport.connections.idle) == 1  # one request at a time: one connection
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced(transport, target):
+    import socket
+    import time
+
+    from tritonload.wire.sockets import peek_idle
+
+    prepared = transport.prepare(payload_for(target, "recommender"))[0]
+    transport.send(prepared)
+    (idle,) = transport.connections.idle
+    sock = getattr(idle, "sock", idle)
+    sock.shutdown(socket.SHUT_WR)  # the server sees the end of the stream and closes its side
+    deadline = time.monotonic() + 5
+    while peek_idle(sock) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert peek_idle(sock) == b""
+    assert transport.send(prepared) > 0
+    (replacement,) = transport.connections.idle
+    assert replacement is not idle
 
 
 def test_a_29_mb_answer_arrives_whole(transport, target):
@@ -73,12 +94,13 @@ def test_a_600_kb_request_arrives_whole(transport, target):
     assert len(sizes) == 1 and 4000 <= sizes.pop() < 5000  # 1000 FP32 predictions
 
 
-def test_a_request_past_its_timeout_is_a_timeout(target):
+@pytest.mark.parametrize("kind", [GrpcTransport, HttpTransport])
+def test_a_request_past_its_timeout_is_a_timeout(target, kind):
     # wide_ranker takes about 85 ms. The server answers DEADLINE_EXCEEDED (we send grpc-timeout)
     # or the client gives up first; either way the next call works the same.
     from dataclasses import replace
 
-    transport = GrpcTransport(replace(target, timeout_s=0.01))
+    transport = kind(replace(target, timeout_s=0.01))
     prepared = transport.prepare(payload_for(target, "wide_ranker"))[0]
     try:
         for _ in range(2):
@@ -101,3 +123,22 @@ def test_closing_with_a_request_in_flight_lets_it_finish(transport, target):
     gevent.sleep(0.02)
     transport.close()
     assert [g.get(timeout=10) >= WIDE_BYTES for g in in_flight] == [True, True]
+
+
+def test_the_http_head_is_rendered_once_with_the_target_headers():
+    from tritonload.wire.http import request_head
+
+    head = request_head("/v2/models/m/infer", "[::1]:8000",
+                        {"Authorization": "Bearer t", "content-length": "1", "HOST": "lb"},
+                        body_size=120, json_size=100)
+    assert head == (b"POST /v2/models/m/infer HTTP/1.1\r\nHost: lb\r\n"
+                    b"Authorization: Bearer t\r\nContent-Type: application/octet-stream\r\n"
+                    b"Content-Length: 120\r\nInference-Header-Content-Length: 100\r\n\r\n")
+    assert b"Inference-Header" not in request_head("/u", "h:1", {}, 7, None)
+
+
+def test_a_header_that_would_break_the_http_head_is_refused(target):
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="invalid HTTP header"):
+        HttpTransport(replace(target, headers={"X-A": "1\r\nX-B: 2"}))

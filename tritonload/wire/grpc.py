@@ -3,7 +3,8 @@
 Requests are serialized once (``prepare``) into ready gRPC messages, and the request header
 block is encoded once per transport, so a call only writes bytes and reads the answer
 (`tritonload.wire.grpc_wire` explains why not grpcio). As over HTTP/1.1, each request in
-flight has its own connection: a sync user holds one, an async user up to ``max_in_flight``.
+flight has its own connection (`tritonload.wire.sockets.Connections`, shared with the HTTP
+transport): a sync user holds one, an async user up to ``max_in_flight``.
 """
 
 from __future__ import annotations

@@ -12,11 +12,16 @@ mode is simply a pool of greenlets each sending synchronously (tritonclient's ow
 Why not ``HTTPClient.post`` (geventhttpclient): it merges and validates headers, renders the
 head and runs a full parser with a Python callback per header field on every request. On
 ``recommender`` at concurrency 16 that cost about 205 µs of client CPU per request against
-about 100 µs here (benchmarks/vs_perf_analyzer.py); on 2 shared cores, client CPU is server
-throughput lost. Why not geventhttpclient's connection pool under our own requests, as
-before: it was reached through private attributes (so pinned to one minor release), its
-gevent-queue checkout and select()-based liveness check cost time, and a list of idle
-sockets checked with one non-blocking peek does the same job: {FIGURE}
+about 100 µs for ready requests (benchmarks/vs_perf_analyzer.py, when first measured); on 2
+shared cores, client CPU is server throughput lost.
+
+Why not geventhttpclient's connection pool under these ready requests, as before: it could
+only be reached through private attributes (``_connection_pool``, ``_build_request``,
+``_is_socket_alive``), which pinned geventhttpclient to one minor release, and its checkout
+(a gevent queue behind a semaphore) costs more than a list of idle sockets and one
+non-blocking peek. In ``benchmarks/vs_perf_analyzer.py --modes http-sync`` (3 alternated
+runs each) client CPU fell from 43-52 µs per request on that pool to 35-39 µs here, against
+40-50 µs for perf_analyzer measured alongside.
 """
 
 from __future__ import annotations

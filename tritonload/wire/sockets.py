@@ -5,14 +5,20 @@ async user up to ``max_in_flight``), so the calling greenlet reads its own answe
 `Connections` is that bookkeeping, once for both: a list of idle connections (the last one
 given back is reused first), a non-blocking check before reuse, and new TCP (or TLS)
 connections when none is idle.
+
+Connections are gevent sockets whether or not the process is monkey-patched (Locust patches
+it; tests and other callers may not): a plain socket with a timeout polls before every
+``recv``, so `peek_idle` would wait out the whole timeout on an idle connection.
 """
 
 from __future__ import annotations
 
 import socket
-import ssl
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
+
+from gevent import socket as gsocket
+from gevent import ssl
 
 from tritonload.core.config import Target
 
@@ -66,7 +72,7 @@ class Connections(Generic[C]):
             if self.reusable(connection):
                 return connection
             connection.close()
-        sock = socket.create_connection(self.address, timeout=self.timeout_s)
+        sock = gsocket.create_connection(self.address, timeout=self.timeout_s)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls is not None:
