@@ -5,6 +5,7 @@ Bad values fail at construction with a one-line `UsageError`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -13,6 +14,8 @@ from tritonload.core.errors import UsageError
 
 PROTOCOLS = ("grpc", "http")
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field name
+_HEADER_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")  # no CR, LF or other controls
 _SCHEMES = {"http": ("http", False), "https": ("http", True),
             "grpc": ("grpc", False), "grpcs": ("grpc", True)}
 
@@ -39,6 +42,10 @@ class Target:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "headers", _freeze(self.headers))
+        for name, value in self.headers.items():  # both transports write them verbatim
+            if not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(value):
+                raise UsageError(f"bad header {name!r}: a name is a token, a value has no "
+                                 "control characters")
         if not self.host:
             raise UsageError("target host is empty")
         if self.timeout_s <= 0:
