@@ -221,3 +221,4 @@ def test_probe_and_run_from_an_empty_directory(venv: Path, tmp_path: Path) -> No
     run_json = json.loads((run_dir / "run.json").read_text())
     assert run_json["request_count"] == len(records)
     assert f"127.0.0.1:{ports[1]}" in run_json["target"]["url"]  # the server run started
+    assert run_json["target"]["embedded"] is True  # started by the CLI, not the child

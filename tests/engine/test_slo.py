@@ -118,3 +118,4 @@ def test_gate_judges_the_reports_window_and_numbers(tmp_path, target):
     assert p95 == round(groups[0]["p95_us"] / 1000, 3)
     assert rps == round(groups[0]["throughput_rps"], 1)
     assert groups[0]["duration_s"] == 4.0
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["target"]["embedded"] is False

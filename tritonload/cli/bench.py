@@ -157,5 +157,5 @@ class Cell:
             options += ["--header", f"{name}={value}"]
         options += ["--request-timeout", f"{target.timeout_s:g}"]
         user_class = "Grpc" if self.protocol == "grpc" else "Http"
-        return LocustRun(LOCUSTFILES / "bench.py", target.as_url(), run_dir, users,
+        return LocustRun(LOCUSTFILES / "bench.py", target, run_dir, users,
                          self.duration_s(), user_classes=[user_class], options=options)

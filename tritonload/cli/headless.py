@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 import tritonload.locustfiles
 from tritonload.cli.console import console
+from tritonload.core.config import Target
 from tritonload.core.errors import ERROR_PREFIX, UsageError, print_error
 
 # The scenarios ship inside the package (package data), wherever it is installed.
@@ -58,7 +59,7 @@ class LocustRun:
     """One headless Locust run: what to start and where it writes."""
 
     locustfile: Path
-    host: str
+    target: Target
     run_dir: Path
     users: int
     duration_s: float
@@ -72,7 +73,8 @@ class LocustRun:
         return [sys.executable, "-m", "locust", "-f", str(self.locustfile), *self.user_classes,
                 "--headless", "--only-summary", "--loglevel", "WARNING",
                 "-u", str(self.users), "-r", f"{rate:g}", "-t", f"{self.duration_s:g}s",
-                "--host", self.host, "--run-dir", str(self.run_dir), *self.options]
+                "--host", self.target.as_url(), "--run-dir", str(self.run_dir),
+                *(["--embedded-target"] if self.target.embedded else []), *self.options]
 
     def execute(self, label: str = "load") -> int:
         """Run to the end, showing progress; Ctrl-C stops the child cleanly.

@@ -37,6 +37,9 @@ def add_options(parser: Any) -> None:
                        help="allowed spread of throughput and P95 around their mean (default 0.1)")
     group.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                        help="free-form metadata stored under run.json's extra; repeatable")
+    group.add_argument("--embedded-target", action="store_true",
+                       help="--host is an embedded server that tritonload's CLI started "
+                       "(recorded in run.json; set by tritonload run, bench and sweep)")
     group.add_argument("--embedded-port", type=int, default=8000, metavar="PORT",
                        help="without --host: HTTP port of the embedded server "
                        "(gRPC and metrics use the next two; default 8000)")

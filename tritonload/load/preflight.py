@@ -79,7 +79,8 @@ def _target(environment: Any, options: Any) -> tuple[Target, EmbeddedTriton | No
     timeout = float(option(options, "request_timeout", 30.0))
     host = environment.host or option(options, "host", None)
     if host:
-        return Target.parse(host, headers=headers, timeout_s=timeout), None
+        embedded = bool(option(options, "embedded_target", False))
+        return Target.parse(host, headers=headers, timeout_s=timeout, embedded=embedded), None
     from locust.runners import WorkerRunner
 
     if isinstance(environment.runner, WorkerRunner):

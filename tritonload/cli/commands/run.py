@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if run_dir.exists():
         raise UsageError(f"run directory {run_dir} already exists")
     with sigterm_raises_interrupt(), target_from_args(args) as target:
-        job = LocustRun(scenario, target.as_url(), run_dir, args.users, duration,
+        job = LocustRun(scenario, target, run_dir, args.users, duration,
                         user_classes=args.user_class, options=load_options(args))
         code = job.execute(label=f"{scenario.stem} ({args.users} users)")
     if code == 2 or not (run_dir / "run.json").exists():
