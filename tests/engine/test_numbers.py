@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -81,3 +82,16 @@ def test_the_report_and_run_numbers_agree_on_one_run(tmp_path):
     assert numbers.total.percentile_ms(95) * 1000 == pytest.approx(total.p95_us, rel=1e-12)
     raw = pd.read_parquet(run / "requests")
     assert numbers.total.requests < len(raw)  # the warm-up and the partial last second are out
+
+
+def test_a_killed_run_without_ended_ns_takes_its_bounds_from_the_records(tmp_path):
+    run = write_synthetic_run(tmp_path / "run", [SyntheticModel("a", rate_rps=200.0)],
+                              duration_s=10.0, warmup_s=1.0, seed=3)
+    meta = json.loads((run / "run.json").read_text())
+    meta["ended_ns"] = None
+    (run / "run.json").write_text(json.dumps(meta))
+    numbers = run_numbers(run)
+    windows = metrics.steady_windows(load_run(run).runs)
+    assert numbers.window.start_ns == meta["started_ns"] + S
+    assert (numbers.window.start_ns, numbers.window.end_ns) == (
+        windows.window_start_ns[0], windows.window_end_ns[0])

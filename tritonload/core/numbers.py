@@ -192,10 +192,10 @@ def run_numbers(run_dir: str | Path, by: Sequence[str] = ()) -> RunNumbers:
     """The numbers of a run directory, over its steady window, optionally grouped ``by``."""
     meta = read_run_json(run_dir)
     records = read_records(run_dir, ["intended_start_ns", "latency_us", "ok", *by])
+    started, ended = meta.get("started_ns"), meta.get("ended_ns")
     first = last = None
-    if len(records):
+    if len(records) and not (_valid(started) and _valid(ended)):  # a killed run: the records say
         first = int(records["intended_start_ns"].min())
         last = int(completion_ns(records["intended_start_ns"], records["latency_us"]).max())
-    window = steady_window(meta.get("started_ns"), meta.get("ended_ns"), meta.get("warmup_s"),
-                           first_ns=first, last_ns=last)
-    return numbers_of(records, window, int(meta.get("started_ns") or first or 0), by)
+    window = steady_window(started, ended, meta.get("warmup_s"), first_ns=first, last_ns=last)
+    return numbers_of(records, window, int(started or first or 0), by)
