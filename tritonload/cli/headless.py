@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -72,7 +73,8 @@ class LocustRun:
         rate = self.spawn_rate or max(self.users, 1)
         return [sys.executable, "-m", "locust", "-f", str(self.locustfile), *self.user_classes,
                 "--headless", "--only-summary", "--loglevel", "WARNING",
-                "-u", str(self.users), "-r", f"{rate:g}", "-t", f"{self.duration_s:g}s",
+                "-u", str(self.users), "-r", f"{rate:g}",
+                "-t", f"{math.ceil(self.duration_s)}s",  # Locust takes whole seconds
                 "--host", self.target.as_url(), "--run-dir", str(self.run_dir),
                 *(["--embedded-target"] if self.target.embedded else []), *self.options]
 

@@ -13,7 +13,7 @@ from tritonload.core.errors import TritonloadError, print_error
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, one sub-parser per command."""
     from tritonload.analysis import cli as analysis_cli
-    from tritonload.cli.commands import bench, payload, probe, run, serve, sweep
+    from tritonload.cli.commands import bench, capacity, payload, probe, run, serve, sweep
 
     parser = argparse.ArgumentParser(
         prog="tritonload",
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(sub)
     run.add_parser(sub)
     bench.add_parser(sub)
+    capacity.add_parser(sub)
     sweep.add_parser(sub)
     probe.add_parser(sub)
     payload.add_parser(sub)

@@ -1,0 +1,148 @@
+"""`tritonload capacity`: per model, the highest open-loop rate whose P95 stays within the SLO."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+from tritonload.analysis.capacity import DEFAULT_HEADROOM, replicas_needed
+from tritonload.cli.capacity import ProbeTiming, Search, run_searches
+from tritonload.cli.commands.target_options import add_target_options, target_from_args
+from tritonload.cli.console import console, print_table
+from tritonload.cli.headless import parse_duration
+from tritonload.cli.signals import sigterm_raises_interrupt
+from tritonload.core.errors import UsageError
+from tritonload.core.knee import DEFAULT_PRECISION, Knee, SearchLimits
+
+DEFAULT_MODELS = "text_classifier,image_classifier,recommender"
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def add_search_options(parser: argparse.ArgumentParser) -> None:
+    """The SLO and the search's limits (shared with `bench`)."""
+    group = parser.add_argument_group("capacity search")
+    group.add_argument("--slo-p95-ms", type=_positive, default=50.0,
+                       help="the P95 objective in ms (default 50)")
+    group.add_argument("--max-error-rate", type=float, default=0.01,
+                       help="highest acceptable error rate of a probe (default 0.01)")
+    group.add_argument("--start-rps", type=_positive, default=100.0,
+                       help="first rate probed (default 100 req/s)")
+    group.add_argument("--max-rps", type=_positive, default=20_000.0,
+                       help="never offer more than this (default 20000 req/s)")
+    group.add_argument("--precision", type=_positive, default=DEFAULT_PRECISION,
+                       help="stop when the bracket is within ±this share (default 0.05)")
+    group.add_argument("--probe-warmup", type=float, default=1.0, metavar="SECONDS",
+                       help="warm-up of each probe, dropped (default 1)")
+    group.add_argument("--probe-window", type=_positive, default=2.0, metavar="SECONDS",
+                       help="measured window of each probe (default 2)")
+    group.add_argument("--target-rps", type=_positive, default=None,
+                       help="plan replicas for this peak rate")
+    group.add_argument("--headroom", type=float, default=DEFAULT_HEADROOM,
+                       help=f"share of each replica kept free (default {DEFAULT_HEADROOM})")
+
+
+def limits_from_args(args: argparse.Namespace) -> SearchLimits:
+    """The search limits the flags ask for, validated."""
+    if not 0 <= args.max_error_rate <= 1:
+        raise UsageError(f"--max-error-rate must be in [0, 1], got {args.max_error_rate}")
+    if args.precision >= 0.5:
+        raise UsageError(f"--precision must be below 0.5, got {args.precision}")
+    if args.start_rps > args.max_rps:
+        raise UsageError("--start-rps must not exceed --max-rps")
+    if not 0 <= args.headroom < 1:
+        raise UsageError(f"--headroom must be in [0, 1), got {args.headroom}")
+    return SearchLimits(slo_p95_us=args.slo_p95_ms * 1000.0, max_error_rate=args.max_error_rate,
+                        start_rps=args.start_rps, max_rps=args.max_rps,
+                        precision=args.precision)
+
+
+def timing_from_args(args: argparse.Namespace) -> ProbeTiming:
+    """Probe warm-up and window."""
+    if args.probe_warmup < 0:
+        raise UsageError("--probe-warmup must be >= 0")
+    return ProbeTiming(args.probe_warmup, args.probe_window)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `capacity`."""
+    parser = sub.add_parser(
+        "capacity",
+        help="find each model's capacity within a P95 SLO (open-loop knee search)",
+        description="For each model (and protocol), offer Poisson open-loop rates and search for "
+        "the highest one whose P95, counted from the scheduled send time, stays within "
+        "--slo-p95-ms with errors under --max-error-rate: bracket the knee, then narrow it "
+        "until it is within ±--precision. Prints the capacity with a 95%% interval, the P95 "
+        "and goodput there, and replicas for --target-rps. Searches run interleaved; each "
+        "writes OUT/<model>-<protocol>/search.json and one run directory per probe. --models names "
+        f"the models to search (default {DEFAULT_MODELS}); the embedded server then serves "
+        "only those.",
+    )
+    parser.add_argument("--protocols", default="grpc", help="grpc, http or grpc,http")
+    parser.add_argument("-o", "--output", default=None,
+                        help="output directory (default reports/capacity-<time>)")
+    parser.add_argument("--budget", default="10m",
+                        help="time budget of all searches, e.g. 90s, 5m (default 10m)")
+    parser.add_argument("--force", action="store_true", help="overwrite a non-empty --output")
+    add_search_options(parser)
+    add_target_options(parser)
+    parser.set_defaults(func=run)
+
+
+def fresh_output(path: str | None, default_prefix: str, force: bool) -> Path:
+    """The output directory, emptied when --force allows it."""
+    out = Path(path or f"reports/{default_prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise UsageError(f"output {out} is not empty; use --force to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Search, then print the answers."""
+    limits = limits_from_args(args)
+    timing = timing_from_args(args)
+    budget = parse_duration(args.budget)
+    args.models = args.models or DEFAULT_MODELS
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    if not models:
+        raise UsageError("--models: name at least one model")
+    out = fresh_output(args.output, "capacity", args.force)
+    searches = [Search(m, p, limits, out) for m in models for p in protocols]
+    console.print(f"capacity: {len(searches)} searches within {budget:g} s → {out}")
+    with sigterm_raises_interrupt(), target_from_args(args) as target:
+        knees = run_searches(searches, target, timing, budget)
+    print_table([knee_row(s.label, k, args.target_rps, args.headroom)
+                 for s, k in zip(searches, knees, strict=True)],
+                title=f"capacity within P95 ≤ {args.slo_p95_ms:g} ms")
+    for search, k in zip(searches, knees, strict=True):
+        console.print(f"{search.label}: {k.explanation}", markup=False)
+    return 0
+
+
+def knee_row(label: str, k: Knee, target_rps: float | None, headroom: float) -> dict[str, str]:
+    """One line of the capacity table."""
+    row = {"search": label, "status": k.status,
+           "capacity req/s": f"{k.capacity_rps:.0f}" if k.capacity_rps == k.capacity_rps else "-",
+           "95% interval": (f"{k.capacity_lo_rps:.0f}–{k.capacity_hi_rps:.0f}"
+                            if k.capacity_hi_rps == k.capacity_hi_rps else "-"),
+           "P95 ms": f"{k.p95_us / 1000:.1f} @ {k.at_rps:.0f}" if k.at_rps == k.at_rps else "-",
+           "goodput": f"{k.goodput:.1%}" if k.goodput == k.goodput else "-",
+           "probes": str(len(k.probes))}
+    if target_rps and k.capacity_rps > 0:
+        plan = replicas_needed(target_rps, k.capacity_rps, headroom)
+        row["replicas"] = f"{plan.replicas} ({plan.arithmetic})"
+    return row
