@@ -224,3 +224,77 @@ def capacity_plan(
     out = pd.DataFrame(rows, columns=cols)
     out["replicas"] = out["replicas"].astype("Int64")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Capacity searches (``tritonload capacity`` / ``bench``): their search.json documents as tables
+
+KNEE_COLUMNS = ["label", "model", "base_model", "protocol", "batching", "config", "status",
+                "capacity_rps", "capacity_lo_rps", "capacity_hi_rps", "p95_us", "goodput",
+                "at_rps", "probes", "slo_p95_us", "explanation"]
+PROBE_COLUMNS = ["label", "model", "base_model", "protocol", "batching", "config",
+                 "offered_rps", "throughput_rps", "requests", "p95_us", "p95_lo_us",
+                 "p95_hi_us", "error_rate", "goodput", "trusted", "reasons", "run_dir"]
+
+
+def _search_keys(doc: dict) -> dict:
+    tags = doc.get("tags") or {}
+    model = str(doc["model"])
+    return {"label": str(doc["label"]), "model": model,
+            "base_model": str(tags.get("base_model", model)),
+            "protocol": str(doc["protocol"]), "batching": str(tags.get("batching", "on")),
+            "config": str(tags.get("config", "current"))}
+
+
+def _nan(value: object) -> float:
+    return math.nan if value is None else float(value)
+
+
+def knee_table(searches: list[dict]) -> pd.DataFrame:
+    """One row per search: the knee (capacity within the SLO, its interval) and its keys.
+
+    ``searches`` are search.json documents; ``tags`` may carry ``base_model``, ``batching``
+    (on/off) and ``config`` (current/recommended).
+    """
+    rows = []
+    for doc in searches:
+        k = doc["knee"]
+        rows.append({**_search_keys(doc), "status": k["status"],
+                     **{c: _nan(k[c]) for c in ("capacity_rps", "capacity_lo_rps",
+                                                "capacity_hi_rps", "p95_us", "goodput",
+                                                "at_rps")},
+                     "probes": len(k["probes"]),
+                     "slo_p95_us": float(doc["limits"]["slo_p95_us"]),
+                     "explanation": k["explanation"]})
+    return pd.DataFrame(rows, columns=KNEE_COLUMNS)
+
+
+def probe_table(searches: list[dict]) -> pd.DataFrame:
+    """One row per probe of every search, ordered by search and offered rate."""
+    rows = []
+    for doc in searches:
+        keys = _search_keys(doc)
+        for p in doc["knee"]["probes"]:
+            rows.append({**keys, **{c: _nan(p[c]) for c in (
+                "offered_rps", "throughput_rps", "p95_us", "p95_lo_us", "p95_hi_us",
+                "error_rate", "goodput")},
+                "requests": int(p["requests"]), "trusted": bool(p["trusted"]),
+                "reasons": "; ".join(p["reasons"]), "run_dir": p["run_dir"]})
+    out = pd.DataFrame(rows, columns=PROBE_COLUMNS)
+    return out.sort_values(["label", "offered_rps"], ignore_index=True)
+
+
+def capacity_ratio(on: pd.Series, off: pd.Series) -> dict:
+    """``on ÷ off`` capacities with an interval from both knees' intervals (ends divided).
+
+    Dividing the ends gives a conservative interval (the extremes of both at once); it is
+    NaN when either knee has no upper end (a lower bound only).
+    """
+    ratio = on["capacity_rps"] / off["capacity_rps"] if off["capacity_rps"] > 0 else math.nan
+    lo = (on["capacity_lo_rps"] / off["capacity_hi_rps"]
+          if off["capacity_hi_rps"] > 0 else math.nan)
+    hi = (on["capacity_hi_rps"] / off["capacity_lo_rps"]
+          if off["capacity_lo_rps"] > 0 else math.nan)
+    if not (lo <= ratio <= hi):
+        lo = hi = math.nan
+    return {"ratio": ratio, "ratio_lo": lo, "ratio_hi": hi}

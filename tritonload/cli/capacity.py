@@ -28,6 +28,7 @@ from tritonload.core.knee import Knee, Probe, SearchLimits, knee, next_rate, pro
 from tritonload.core.numbers import completion_ns, in_window, numbers_of, run_window
 from tritonload.core.rundir import read_records, read_run_json, write_json_atomic
 from tritonload.core.validity import CLIENT_CPU_LIMIT, LATE_OR_DROPPED_LIMIT, run_validity
+from tritonload.server.fleet import NOBATCH_SUFFIX
 
 SEARCH_JSON = "search.json"
 #: Warm-up of a search's first probe: a model that just loaded answered its first second of
@@ -205,3 +206,19 @@ def read_search(path: Path) -> dict:
     import json
 
     return json.loads(Path(path).read_text())
+
+
+def searches_for(models: Sequence[str], protocols: Sequence[str], batching: Sequence[str],
+                 limits: SearchLimits, out: Path, config: str = "current") -> list[Search]:
+    """One search per model × protocol × batching (off: the model's ``_nobatch`` twin)."""
+    searches = []
+    for model in models:
+        for protocol in protocols:
+            for mode in batching:
+                name = model + (NOBATCH_SUFFIX if mode == "off" else "")
+                suffix = "" if config == "current" else f"-{config}"
+                searches.append(Search(name, protocol, limits, out,
+                                       label=f"{name}-{protocol}{suffix}",
+                                       tags={"base_model": model, "batching": mode,
+                                             "config": config}))
+    return searches

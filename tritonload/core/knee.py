@@ -11,10 +11,11 @@ scheduled send time, so queueing is never hidden) and is judged on its steady wi
   Dropped sends and failures come with overload, so they count against the server.
 
 The search brackets the knee, growing the rate ×4 while P95 is under half the SLO and ×2
-after (overshooting costs nothing: a probe takes the same time at any rate), then narrows the bracket by interpolating log P95 against rate, kept to the middle
-half of the bracket (so a bad guess still halves it), until the bracket is within ±5%.
-Interpolation matters because P95 climbs steeply at the knee: on the demo fleet a search
-settles in 5–7 probes where plain bisection from a ×2 bracket needs 4 more.
+after (overshooting costs nothing: a probe takes the same time at any rate). It then narrows
+the bracket by interpolating log P95 against rate, kept to the middle half of the bracket (so
+a bad guess still halves it), until the bracket is within ±5%. On queue-like curves
+(tests/engine/test_knee.py) a search settles in 4–8 probes; on the demo fleet in 6–9, since
+its P95 stays flat under batching and then climbs steeply.
 
 The answer is where P95 crosses the SLO, interpolated between the last passing and the first
 failing probe. Its 95% interval is where the probes' P95 interval bounds cross it: the upper

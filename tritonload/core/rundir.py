@@ -161,3 +161,15 @@ def read_records(run_dir: str | Path, columns: Sequence[str]) -> pd.DataFrame:
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise UsageError(f"corrupt request records in {run_dir}: {first_line(exc)}") from None
     return pa.concat_tables(tables).to_pandas()
+
+
+def read_arrivals(run_dir: str | Path) -> pd.DataFrame:
+    """The open-loop arrival counts of a run; an empty frame of that schema if it has none."""
+    path = Path(run_dir) / schema.ARRIVALS_FILE
+    if not path.is_file():
+        return schema.ARRIVALS.empty_table().to_pandas()
+    try:
+        table = pq.read_table(path, columns=schema.ARRIVALS.names)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise UsageError(f"corrupt arrivals file {path}: {first_line(exc)}") from None
+    return table.to_pandas()

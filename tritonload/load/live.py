@@ -1,8 +1,10 @@
-"""Once a second: ``live.json`` for progress, and the stability windows of measured runs.
+"""Once a second: ``live.json``, the stability windows, the client process's CPU time.
 
-Both summarise the requests completed since the last tick with
-`tritonload.core.numbers.summarize`, the same throughput and exact-percentile definition as
-the run table, the SLO gate and the report.
+``live.json`` (progress) and the stability windows of measured runs summarise the requests
+completed since the last tick with `tritonload.core.numbers.summarize`, the same throughput
+and exact-percentile definition as the run table, the SLO gate and the report. The CPU
+samples go to run.json (``client_cpu``), where `tritonload.core.validity` judges whether the
+load generator saturated.
 """
 
 from __future__ import annotations
@@ -55,8 +57,26 @@ class StabilityWindows:
         return self.rule.done
 
 
+class ClientCpu:
+    """The process's CPU time (user + system, all threads) against the wall clock."""
+
+    def __init__(self) -> None:
+        self.samples: list[list[float]] = []
+
+    def sample(self) -> None:
+        """Record ``[wall_ns, cpu_s]`` now."""
+        self.samples.append([time.time_ns(), round(time.process_time(), 6)])
+
+    def document(self) -> dict:
+        """For run.json's ``client_cpu``."""
+        return {"samples": [list(s) for s in self.samples]}
+
+
 class LiveTicker:
-    """A greenlet that writes ``live.json`` every ``period_s`` and judges stability windows."""
+    """A greenlet: ``live.json`` every ``period_s``, stability windows, CPU samples.
+
+    The CPU time is also sampled once at `start` and at `stop`, so a short run has two.
+    """
 
     def __init__(self, recorder: Recorder, run_dir: Path, started_ns: int,
                  stability: StabilityWindows | None, on_done: Callable[[], None],
@@ -67,15 +87,18 @@ class LiveTicker:
         self.stability = stability
         self.on_done = on_done
         self.period_s = period_s
+        self.cpu = ClientCpu()
         self._greenlet: gevent.Greenlet | None = None
 
     def start(self) -> None:
         """Start ticking."""
+        self.cpu.sample()
         self._greenlet = gevent.spawn(self._run)
 
     def stop(self) -> None:
         """Stop ticking."""
         if self._greenlet is not None:
+            self.cpu.sample()
             self._greenlet.kill()
             self._greenlet = None
 
@@ -83,6 +106,7 @@ class LiveTicker:
         last = time.monotonic()
         while True:
             gevent.sleep(self.period_s)
+            self.cpu.sample()
             latencies, oks = self.recorder.take_live_window()
             now = time.monotonic()
             elapsed_s = (time.time_ns() - self.started_ns) / 1e9

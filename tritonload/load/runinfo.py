@@ -11,6 +11,7 @@ from tritonload.core.rundir import iso, tool_versions
 from tritonload.core.slo import Slo
 from tritonload.load.arrivals import ArrivalLedger
 from tritonload.load.context import RunContext, UserSettings
+from tritonload.load.live import ClientCpu
 from tritonload.load.recorder import Recorder
 from tritonload.load.stability import StabilityRule
 
@@ -28,8 +29,13 @@ def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
                  configs: Mapping[str, dict], warmup_s: float, started_ns: int,
                  ended_ns: int | None, recorder: Recorder | None, arrivals: ArrivalLedger,
                  stability: StabilityRule | None, stats_interval_s: float,
-                 tags: Mapping[str, str], slos: list[Slo]) -> dict[str, Any]:
-    """The run.json document (without the format stamp `rundir.write_run_json` adds)."""
+                 tags: Mapping[str, str], slos: list[Slo],
+                 client_cpu: ClientCpu | None = None) -> dict[str, Any]:
+    """The run.json document (without the format stamp `rundir.write_run_json` adds).
+
+    ``client_cpu``: the live ticker's samples of this process's CPU time, from which
+    `tritonload.core.validity` judges whether the load generator saturated.
+    """
     target = context.target
     settings = list(context.settings.values())
     modes = sorted({s.mode for s in settings})
@@ -63,5 +69,6 @@ def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
         "payloads": {m: p.source for m, p in context.payloads.items()},
         "server_stats_interval_s": stats_interval_s,
         "gevent_threadpool_size": gevent.get_hub().threadpool.maxsize,
+        "client_cpu": client_cpu.document() if client_cpu else None,
         "extra": {"tags": dict(tags), "slos": [s.describe() for s in slos]},
     }

@@ -183,4 +183,5 @@ class LoadSession:
             users=users, configs=self.checks.configs, warmup_s=self.warmup_s,
             started_ns=test.started_ns, ended_ns=ended_ns, recorder=test.recorder,
             arrivals=self.checks.context.arrivals, stability=test.stability,
-            stats_interval_s=self.stats_interval_s, tags=self.tags, slos=self.slos))
+            stats_interval_s=self.stats_interval_s, tags=self.tags, slos=self.slos,
+            client_cpu=test.ticker.cpu))

@@ -13,8 +13,9 @@ from tritonload.cli.signals import sigterm_raises_interrupt
 from tritonload.core.errors import UsageError
 from tritonload.core.numbers import RunNumbers, run_numbers
 from tritonload.core.options import add_slo_options, add_user_options
-from tritonload.core.rundir import new_run_id, read_run_json
+from tritonload.core.rundir import new_run_id, read_arrivals, read_run_json
 from tritonload.core.slo import BREACH_EXIT_CODE, evaluate, parse_slos
+from tritonload.core.validity import judge
 
 
 def add_load_options(parser: argparse.ArgumentParser) -> None:
@@ -104,9 +105,13 @@ def run(args: argparse.Namespace) -> int:
     numbers = run_numbers(run_dir, by=("model", "protocol"))
     console.print(f"steady window: {numbers.describe_window()}", markup=False)
     print_table(numbers_table(numbers), title=f"{scenario.stem}: exact latencies ({run_dir})")
-    arrivals = read_run_json(run_dir).get("arrivals")
+    meta = read_run_json(run_dir)
+    arrivals = meta.get("arrivals")
     if arrivals:
         console.print(arrival_line(arrivals), style="bold yellow" if arrivals["dropped"] else None)
+    validity = judge(meta, numbers.window, read_arrivals(run_dir), numbers.total)
+    for reason in validity.reasons:
+        console.print(f"warning: invalid run: {reason}", style="bold yellow", markup=False)
     verdicts = evaluate(slos, numbers.total)
     for verdict in verdicts:
         console.print(verdict.line(), style=None if verdict.ok else "bold red")
