@@ -536,3 +536,35 @@ def batch_probe(run_dir: str | Path, model: str, *, offered_rps: float | None = 
         batches=server(schema.SERVER_BATCHES_FILE, schema.SERVER_BATCHES.names),
         stats=server(schema.SERVER_STATS_FILE, schema.SERVER_STATS.names),
     )
+
+
+def model_config(run_dir: str | Path, model: str) -> dict:
+    """Instances, max batch size, queue delay and preferred sizes from run.json's model config."""
+    config = (read_run_json(run_dir).get("models") or {}).get(model) or {}
+    batching = config.get("dynamic_batching") or {}
+    instances = sum(int(g.get("count", 1)) for g in config.get("instance_group") or [{}])
+    return {"instances": max(instances, 1), "max_batch_size": int(config.get("max_batch_size", 0)),
+            "current_delay_us": int(batching.get("max_queue_delay_microseconds", 0)),
+            "current_preferred": tuple(int(b) for b in batching.get("preferred_batch_size", ())),
+            "dynamic_batching": bool(batching)}
+
+
+def recommend_from_probes(run_dirs: Sequence[str | Path], model: str, slo_p95_us: float
+                          ) -> tuple[Recommendation, CostFit, pd.DataFrame]:
+    """Recommend from one model's capacity-search probes.
+
+    Returns the recommendation, its cost fit, and the batch formation per load level (the
+    report's histograms).
+    """
+    if not run_dirs:
+        raise UsageError(f"{model}: no probes to recommend a batching config from")
+    probes = [batch_probe(d, model) for d in run_dirs]
+    batches = pd.concat([p.batches for p in probes], ignore_index=True)
+    stats = pd.concat([p.stats for p in probes], ignore_index=True)
+    cost = execution_cost(batches, stats)
+    config = model_config(run_dirs[0], model)
+    recommendation = recommend(cost, slo_p95_us=slo_p95_us, instances=config["instances"],
+                               max_batch_size=config["max_batch_size"],
+                               current_delay_us=config["current_delay_us"],
+                               current_preferred=config["current_preferred"])
+    return recommendation, cost, batch_formation(probes)

@@ -26,7 +26,7 @@ from tritonload.core.config import Target
 from tritonload.core.errors import UsageError
 from tritonload.core.knee import Knee, Probe, SearchLimits, knee, next_rate, probe_of
 from tritonload.core.numbers import completion_ns, in_window, numbers_of, run_window
-from tritonload.core.rundir import read_records, read_run_json, write_json_atomic
+from tritonload.core.rundir import json_ready, read_records, read_run_json, write_json_atomic
 from tritonload.core.validity import CLIENT_CPU_LIMIT, LATE_OR_DROPPED_LIMIT, run_validity
 from tritonload.server.fleet import NOBATCH_SUFFIX
 
@@ -122,7 +122,7 @@ class Search:
                     "limits": vars(self.limits), "knee": self.result().as_dict()}
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / SEARCH_JSON
-        write_json_atomic(path, _json_safe(document))
+        write_json_atomic(path, json_ready(document))
         return path
 
 
@@ -189,16 +189,6 @@ def _probe_line(search: Search, probe: Probe) -> str:
             f"{probe.throughput_rps:.0f} served, P95 {probe.p95_us / 1000:.1f} ms "
             f"[{probe.p95_lo_us / 1000:.1f}, {probe.p95_hi_us / 1000:.1f}], "
             f"errors {probe.error_rate:.1%}: {verdict}")
-
-
-def _json_safe(value: object) -> object:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def read_search(path: Path) -> dict:

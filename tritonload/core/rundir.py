@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import platform
 import secrets
@@ -67,6 +68,19 @@ def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
 
 
 # -- writers -----------------------------------------------------------------------------
+
+
+def json_ready(value: object) -> object:
+    """Nested dicts/lists made JSON-safe: numpy scalars to Python, NaN and inf to None."""
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def write_run_json(run_dir: Path, info: Mapping[str, Any]) -> None:

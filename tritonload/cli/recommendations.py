@@ -1,0 +1,94 @@
+"""Recommend a batching config per model from its capacity search, then check it by searching again.
+
+The recommendation (`tritonload.analysis.recommend`) is a prediction from a cost fit; the
+check is a measurement: the embedded server restarts with every recommended config at once
+(`--set`), and each model's capacity is searched again, starting just under the capacity
+measured before, so the second search needs fewer probes than the first. A server given by
+``--url`` cannot be reconfigured from here: the recommendation is then reported unchecked.
+
+Writes ``<out>/recommendations.json``: per model, the current and recommended configs, the
+reasoning with its arithmetic, the cost fit, the batch formation per load level, and the
+capacity before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+from tritonload.analysis.recommend import model_config, recommend_from_probes
+from tritonload.cli.capacity import ProbeTiming, Search, run_searches
+from tritonload.cli.commands.target_options import target_from_args
+from tritonload.cli.console import console
+from tritonload.core.knee import Knee, SearchLimits
+from tritonload.core.rundir import json_ready, write_json_atomic
+
+RECOMMENDATIONS_JSON = "recommendations.json"
+#: The check starts this far under the capacity measured before.
+RESTART_SHARE = 0.9
+
+
+def recommend_and_check(before: Sequence[Search], args: argparse.Namespace,
+                        limits: SearchLimits, timing: ProbeTiming, out: Path,
+                        budget_s: float | None) -> list[dict]:
+    """Recommend for every batching search in ``before``; check on a reconfigured server."""
+    rows: list[dict] = []
+    checks: list[tuple[dict, Search]] = []
+    overrides: list[str] = []
+    for search in before:
+        if search.tags.get("batching", "on") != "on" or not search.probes:
+            continue
+        run_dirs = [p.run_dir for p in search.probes if p.run_dir]
+        rec, cost, formation = recommend_from_probes(run_dirs, search.model,
+                                                     limits.slo_p95_us)
+        knee_before = search.result()
+        row = {"model": search.model, "protocol": search.protocol, "search": search.label,
+               "status": rec.status,
+               "current": {"max_queue_delay_us": _config(run_dirs, search.model, "delay"),
+                           "preferred_batch_sizes": _config(run_dirs, search.model, "pref")},
+               "recommended": {"max_queue_delay_us": rec.max_queue_delay_us,
+                               "preferred_batch_sizes": [rec.preferred_batch_size]
+                               if rec.preferred_batch_size else []},
+               "predicted_capacity_rps": rec.predicted_capacity_rps,
+               "reasoning": rec.reasoning, "pbtxt": rec.pbtxt, "cost_fit": cost.describe(),
+               "formation": formation.to_dict("records"),
+               "before": _knee_summary(knee_before), "after": None, "checked": False}
+        rows.append(row)
+        if rec.meets_slo:
+            overrides += rec.set_options(search.model)
+            start = knee_before.capacity_rps * RESTART_SHARE
+            after = Search(search.model, search.protocol,
+                           dataclasses.replace(limits, start_rps=start if start > 0
+                                               else limits.start_rps),
+                           search.out, label=f"{search.label}-recommended",
+                           tags={**search.tags, "config": "recommended"})
+            checks.append((row, after))
+    if checks and args.url:
+        console.print("batching check skipped: a --url server cannot be reconfigured from here; "
+                      "the recommendations are predictions only")
+    elif checks:
+        console.print(f"checking {len(checks)} recommended batching configs "
+                      f"({', '.join(overrides)})", markup=False)
+        again = copy.copy(args)
+        again.overrides = [*args.overrides, *overrides]
+        with target_from_args(again) as target:
+            run_searches([s for _, s in checks], target, timing, budget_s)
+        for row, search in checks:
+            row["after"] = _knee_summary(search.result())
+            row["checked"] = True
+    write_json_atomic(out / RECOMMENDATIONS_JSON, json_ready(rows))
+    return rows
+
+
+def _config(run_dirs: list[str], model: str, which: str) -> object:
+    config = model_config(run_dirs[0], model)
+    return config["current_delay_us"] if which == "delay" else list(config["current_preferred"])
+
+
+def _knee_summary(k: Knee) -> dict:
+    return {"status": k.status, "capacity_rps": k.capacity_rps,
+            "capacity_lo_rps": k.capacity_lo_rps, "capacity_hi_rps": k.capacity_hi_rps,
+            "p95_us": k.p95_us, "probes": len(k.probes), "explanation": k.explanation}
