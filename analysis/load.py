@@ -19,7 +19,9 @@ import pandas as pd
 
 from tritonload.core import schema
 from tritonload.core.errors import UsageError, first_line
-from tritonload.core.rundir import read_run_json, request_parts
+from tritonload.core.numbers import Numbers, steady_window
+from tritonload.core.rundir import read_arrivals, read_run_json, request_parts
+from tritonload.core.validity import Validity, judge
 
 try:  # pyarrow is a hard dependency; fail with one line, not an import traceback.
     import pyarrow as pa
@@ -62,7 +64,9 @@ class RunSet:
         runs: one row per run: ``run_id``, ``path``, ``mode``, ``load_kind``, ``load_level``,
             ``users``, ``max_in_flight``, ``started_ns``, ``ended_ns``, ``warmup_s``,
             ``target_url``, ``embedded``, ``request_count``, ``records_first_ns``,
-            ``records_last_ns``.
+            ``records_last_ns``, ``valid`` and ``invalid_reasons`` (`tritonload.core.validity`,
+            the reasons ``"; "``-joined, ``""`` when valid), and the tag columns ``cell``,
+            ``rep``, ``framing``, ``tags`` (:func:`tag_columns`).
         meta: ``run_id`` → the parsed ``run.json``.
         records: request records of every run, with ``run_id``, ``load_kind`` and
             ``load_level`` attached (categorical strings).
@@ -301,7 +305,8 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
             first = pc.min(rec.column("intended_start_ns")).as_py()
             last = pc.max(ends).as_py()
         else:
-            first = last = None
+            ends, first, last = None, None, None
+        validity = _validity(path, meta, rec, ends, first, last)
         record_tables.append(rec)
         stats_tables.append(
             _read_server_file(path, schema.SERVER_STATS_FILE, SERVER_STATS_COLUMNS, rid, warnings)
@@ -327,9 +332,12 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
                 "request_count": int(rec.num_rows),
                 "records_first_ns": first,
                 "records_last_ns": last,
+                **tag_columns(meta),
+                "valid": validity.valid,
+                "invalid_reasons": "; ".join(validity.reasons),
             }
         )
-    del rec  # keep no reference to the Arrow tables, so converting them frees them
+    del rec, ends  # keep no reference to the Arrow tables, so converting them frees them
     records = _concat(record_tables, [*RECORD_COLUMNS, *RUN_COLUMNS])
     runs = pd.DataFrame(rows)
     log.info("loaded %d runs, %d request records", len(runs), len(records))
@@ -341,6 +349,42 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
         server_batches=_concat(batch_tables, SERVER_BATCHES_COLUMNS),
         warnings=warnings,
     )
+
+
+def _validity(path: Path, meta: dict, rec: pa.Table, ends: pa.ChunkedArray | None,
+              first: int | None, last: int | None) -> Validity:
+    """`tritonload.core.validity.judge` on the records already loaded (one pass, no latencies).
+
+    The window is `core.numbers.steady_window` with the records' bounds standing in for a
+    killed run's, as `core.numbers.run_numbers` does; the judge needs only the window's
+    request and success counts.
+    """
+    window = steady_window(meta.get("started_ns"), meta.get("ended_ns"), meta.get("warmup_s"),
+                           first_ns=first, last_ns=last)
+    requests = ok = 0
+    if ends is not None:
+        inside = pc.and_(pc.greater_equal(ends, window.start_ns), pc.less(ends, window.end_ns))
+        requests = pc.sum(inside).as_py() or 0
+        ok = pc.sum(pc.and_(inside, rec.column("ok"))).as_py() or 0
+    numbers = Numbers(int(requests), int(ok), window.duration_s, np.empty(0))
+    return judge(meta, window, read_arrivals(path), numbers)
+
+
+def tag_columns(meta: dict) -> dict[str, object]:
+    """The bench's run tags (run.json ``extra.tags``) as ``runs`` columns.
+
+    ``cell`` (the cell without the repetition; ``None`` when untagged), ``rep`` (the
+    repetition, 1 when untagged), ``framing`` (the sync/async framings the cell takes part in,
+    ``"+"``-joined; ``""`` when untagged) and ``tags`` (every tag, ``k=v`` comma-joined).
+    """
+    tags = (meta.get("extra") or {}).get("tags") or {}
+    if not isinstance(tags, dict):
+        tags = {}
+    rep = _int_or_none(tags.get("rep"))
+    return {"cell": str(tags["cell"]) if tags.get("cell") else None,
+            "rep": rep if rep is not None and rep >= 1 else 1,
+            "framing": str(tags.get("framing") or ""),
+            "tags": ",".join(f"{k}={v}" for k, v in sorted(tags.items()))}
 
 
 def load_run(run_dir: str | Path) -> RunSet:

@@ -38,6 +38,10 @@ BOOTSTRAP_PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
 #: Confidence level of every interval.
 CONFIDENCE = 0.95
 
+#: Run attributes attached to every group (:func:`run_attributes`), to pair repetitions and
+#: sync/async framings in :mod:`analysis.compare`.
+RUN_ATTRIBUTES = ["cell", "rep", "framing", "users", "in_flight_per_user"]
+
 _NS = 1_000_000_000
 
 
@@ -73,6 +77,40 @@ def steady_windows(
         columns=["run_id", "window_start_ns", "window_end_ns", "duration_s",
                  "warmup_dropped_s", "warmup_rule", "trimmed"],
     )
+
+
+def run_attributes(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per run, what the comparisons pair on besides model, protocol, mode and load.
+
+    Args:
+        runs: ``RunSet.runs``; the tag columns (``cell``, ``rep``, ``framing``) may be absent.
+
+    Returns:
+        Indexed by ``run_id``: ``cell`` (the bench cell, the run id for an untagged run, so
+        each untagged run is a cell of its own), ``rep`` (repetition, 1 when untagged),
+        ``framing`` (``""`` when untagged), ``users`` and ``in_flight_per_user`` (floats, NaN
+        when unknown).
+
+    """
+    ids = runs["run_id"].astype(str)
+    n = len(runs)
+
+    def column(name: str, default: object) -> pd.Series:
+        values = runs[name] if name in runs.columns else pd.Series([None] * n)
+        return pd.Series(list(values), index=ids.to_numpy()).where(
+            lambda v: v.notna(), default)
+
+    cell = column("cell", None)
+    out = pd.DataFrame({
+        "cell": [c if c is not None else rid for c, rid in zip(cell, ids, strict=True)],
+        "rep": column("rep", 1).astype(int).to_numpy(),
+        "framing": column("framing", "").astype(str).to_numpy(),
+        "users": pd.to_numeric(column("users", math.nan), errors="coerce").to_numpy(float),
+        "in_flight_per_user": pd.to_numeric(column("max_in_flight", math.nan),
+                                            errors="coerce").to_numpy(float),
+    }, index=ids.to_numpy())
+    out.index.name = "run_id"
+    return out
 
 
 def _window_arrays(records: pd.DataFrame, windows: pd.DataFrame) -> tuple[np.ndarray, ...]:
@@ -277,9 +315,10 @@ def request_metrics(
         ``error_rate`` (+ ``_lo``/``_hi``), ``duration_s``, ``throughput_rps``
         (+ ``_lo``/``_hi``), ``mean_latency_us``, ``<p>_us`` for each of
         :data:`PERCENTILES`, ``<p>_lo_us``/``<p>_hi_us`` for :data:`BOOTSTRAP_PERCENTILES`,
-        ``mean_bytes_sent``, ``mean_bytes_received``, and object columns ``boot_throughput``,
+        ``mean_bytes_sent``, ``mean_bytes_received``, object columns ``boot_throughput``,
         ``boot_error_rate``, ``boot_<p>`` (replicates) and ``cdf_us`` (latency at
-        ``cdf_points`` evenly spaced percentiles).
+        ``cdf_points`` evenly spaced percentiles), and the run's :data:`RUN_ATTRIBUTES`
+        (:func:`run_attributes`).
 
     """
     mask, rel = _window_arrays(records, windows)
@@ -309,6 +348,10 @@ def request_metrics(
     level = runs.set_index("run_id")[["load_kind", "load_level"]]
     out["load_kind"] = out["run_id"].map(level["load_kind"])
     out["load_level"] = out["run_id"].map(level["load_level"]).astype(float)
+    attrs = run_attributes(runs)
+    for c in RUN_ATTRIBUTES:
+        out[c] = out["run_id"].map(attrs[c])
+    out["rep"] = out["rep"].astype(int)
     first = GROUP_KEYS
     return out[first + [c for c in out.columns if c not in first]].reset_index(drop=True)
 

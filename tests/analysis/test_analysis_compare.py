@@ -74,11 +74,13 @@ def test_a_a_false_positive_rate_is_low(make_run, Model):
     assert flagged <= 3  # 24 tests at 5% → ~1.2 expected
 
 
-def _sync_async_runs(make_run, Model, tp_factor, p95_factor):
+def _sync_async_runs(make_run, Model, tp_factor, p95_factor, async_level=16):
+    """Sync 4 users × 1 against async (synthetic async runs keep 4 in flight per user):
+    level 16 is 4 users × 4 (equal users), level 4 is 1 user × 4 (equal in flight)."""
     sync = make_run([Model("m", rate_rps=100, latency_median_us=5000)], mode="sync",
                     load_level=4, seed=31)
     asy = make_run([Model("m", rate_rps=100 * tp_factor, latency_median_us=5000 * p95_factor)],
-                   mode="async", load_level=4, seed=32)
+                   mode="async", load_level=async_level, seed=32)
     _, _, m = _metrics([sync, asy])
     return compare.sync_vs_async(m[m["model"] == "m"])
 
@@ -86,10 +88,12 @@ def _sync_async_runs(make_run, Model, tp_factor, p95_factor):
 def test_async_claim_confirmed(make_run, Model):
     pairs = _sync_async_runs(make_run, Model, 4.0, 0.5)
     assert len(pairs) == 1
+    assert pairs.iloc[0]["framing"] == compare.EQUAL_USERS
     assert pairs.iloc[0]["throughput_ratio"] == pytest.approx(4.0, rel=0.08)
     claim = compare.async_claim_check(pairs)
-    assert claim["verdict"] == "confirmed"
+    assert claim["verdict"] == "confirmed" and claim["framing"] == compare.EQUAL_USERS
     assert "confirmed by this data" in claim["summary"]
+    assert claim["holds"] == ["grpc m: 4 users × 1 vs 4 × 4 in flight"]
 
 
 def test_async_claim_not_confirmed(make_run, Model):
@@ -98,6 +102,19 @@ def test_async_claim_not_confirmed(make_run, Model):
     assert claim["verdict"] == "not confirmed"
     assert claim["pairs"][0]["throughput_part"] == "not confirmed"
     assert claim["pairs"][0]["p95_part"] == "not confirmed"
+    assert claim["does_not_hold"] == [claim["pairs"][0]["where"]]
+
+
+def test_async_claim_is_not_judged_at_equal_in_flight(make_run, Model):
+    """A pair at equal requests in flight is reported, but the claim is about equal users."""
+    pairs = _sync_async_runs(make_run, Model, 4.0, 0.5, async_level=4)
+    assert list(pairs["framing"]) == [compare.EQUAL_IN_FLIGHT]
+    claim = compare.async_claim_check(pairs)
+    assert claim["verdict"] == "no data"
+    assert claim["by_framing"][compare.EQUAL_IN_FLIGHT]["verdict"] == "confirmed"
+    assert claim["pairs"][0]["framing"] == compare.EQUAL_IN_FLIGHT
+    assert "No sync/async pair at equal users" in claim["summary"]
+    assert "At equal requests in flight" in claim["summary"]
 
 
 def test_async_claim_without_pairs():

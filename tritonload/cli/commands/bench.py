@@ -33,9 +33,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "bench",
         help="run the protocol × mode × batching × load matrix and write the report",
         description="Run a matrix of headless cells (protocol × mode × batching on/off × load "
-        "level), each with a warm-up and perf_analyzer's stability rule, one run directory per "
-        "cell under OUT/runs/, then write OUT/report.html, report.md and report.json. Flags "
-        "override the --matrix file, which overrides the defaults.",
+        "level), each with a warm-up and perf_analyzer's stability rule, each repeated in "
+        "interleaved rounds (every cell once per round, in a seeded shuffled order), one run "
+        "directory per repetition under OUT/runs/<cell>-rep<r>/, then write OUT/report.html, "
+        "report.md and report.json. Flags override the --matrix file, which overrides the "
+        "defaults.",
     )
     parser.add_argument("-o", "--output", default=None,
                         help="output directory (default reports/bench-<time>)")
@@ -52,6 +54,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--warmup", dest="warmup_s", type=float, help="seconds (default 2)")
     parser.add_argument("--window", dest="window_s", type=float, help="seconds (default 2)")
     parser.add_argument("--max-windows", type=int, help="default 6")
+    parser.add_argument("--repetitions", type=int,
+                        help="runs of every cell, interleaved in rounds (default 3)")
+    parser.add_argument("--seed", type=int,
+                        help="seed of the shuffled cell order within each round (default 0)")
+    parser.add_argument("--framings", type=_csv(str),
+                        help="sync vs async framings: equal-in-flight (async with fewer users, "
+                        "same requests in flight), equal-users (async with the same users, "
+                        "max-in-flight times the requests in flight); default both")
     parser.add_argument("--slo-p95-ms", type=float, default=50.0,
                         help="P95 objective for the max-throughput table (default 50)")
     parser.add_argument("--force", action="store_true", help="overwrite a non-empty --output")
@@ -62,7 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def matrix_from_args(args: argparse.Namespace) -> Matrix:
     """Defaults ← matrix file ← flags."""
     fields = ("protocols", "modes", "batching", "levels", "rates", "mix", "max_in_flight",
-              "warmup_s", "window_s", "max_windows")
+              "warmup_s", "window_s", "max_windows", "repetitions", "seed", "framings")
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     return Matrix.from_file(args.matrix, **overrides) if args.matrix else Matrix(**overrides)
 
@@ -75,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.force:
             raise UsageError(f"output {out} is not empty; use --force to replace it")
         shutil.rmtree(out)
-    cells = matrix.cells()
-    console.print(f"bench: {len(cells)} cells → {out}")
+    cells = matrix.schedule()
+    rounds = f" ({len(matrix.cells())} cells × {matrix.repetitions} interleaved rounds)"
+    console.print(f"bench: {len(cells)} runs{rounds if matrix.repetitions > 1 else ''} → {out}")
     started = time.monotonic()
     results = []
     with sigterm_raises_interrupt(), target_from_args(args) as target:
@@ -90,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             results.append(_cell_row(cell.name, run_dir, code))
             if code == 2:  # the child said why, in one line
                 return 2
-    print_table(results, title=f"cells ({(time.monotonic() - started) / 60:.1f} min)")
+    print_table(results, title=f"runs ({(time.monotonic() - started) / 60:.1f} min)")
     run_dirs = [out / "runs" / r["cell"] for r in results if r["status"] != "failed"]
     if not run_dirs:
         raise UsageError("no cell produced a run directory; nothing to report")
