@@ -109,17 +109,22 @@ def _check_bootstrap(n: int) -> None:
 
 def write_report_for(run_dirs: Sequence[str | Path], out_dir: str | Path, *,
                      force: bool = False, n_boot: int = 1000, seed: int = 0,
+                     capacity_dir: str | Path | None = None,
                      **params: float | None) -> tuple[Analysis, dict[str, Path]]:
-    """Load run directories, analyse them and write the three report files.
+    """Load run directories (and capacity searches), analyse them, write the three reports.
 
     ``params`` go to :func:`analysis.pipeline.analyze` (``slo_p95_ms``, ``target_rps``,
-    ``headroom``, ``max_error_rate``).
+    ``headroom``, ``max_error_rate``). ``capacity_dir`` holds ``*/search.json`` and
+    ``recommendations.json`` (`tritonload capacity` / `bench`).
     """
-    from .load import load_runs
+    from .load import empty_runset, load_capacity, load_runs
     from .pipeline import analyze
     from .report import write_report
 
-    analysis = analyze(load_runs(run_dirs, force=force), n_boot=n_boot, seed=seed, **params)
+    searches, recommendations = load_capacity(capacity_dir) if capacity_dir else ([], [])
+    runset = load_runs(run_dirs, force=force) if run_dirs else empty_runset()
+    analysis = analyze(runset, n_boot=n_boot, seed=seed, searches=searches,
+                       recommendations=recommendations, **params)
     return analysis, write_report(analysis, out_dir)
 
 

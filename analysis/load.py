@@ -8,6 +8,7 @@ naming the offending path.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -397,3 +398,34 @@ def _int_or_none(value: object) -> int | None:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+RUNS_COLUMNS = ("run_id", "path", "mode", "load_kind", "load_level", "users", "max_in_flight",
+                "started_ns", "ended_ns", "warmup_s", "target_url", "embedded",
+                "request_count", "records_first_ns", "records_last_ns", "cell", "rep",
+                "framing", "tags", "valid", "invalid_reasons")
+
+
+def empty_runset() -> RunSet:
+    """A run set without runs (a report of capacity searches only)."""
+    records = _empty_frame([*RECORD_COLUMNS, *RUN_COLUMNS])
+    for column in (*CATEGORICAL_COLUMNS, *RUN_COLUMNS):
+        if column in records and column != "load_level":
+            records[column] = records[column].astype(str).astype("category")
+    return RunSet(runs=pd.DataFrame(columns=list(RUNS_COLUMNS)), meta={}, records=records,
+                  server_stats=_empty_frame(SERVER_STATS_COLUMNS),
+                  server_batches=_empty_frame(SERVER_BATCHES_COLUMNS), warnings=[])
+
+
+def load_capacity(capacity_dir: str | Path) -> tuple[list[dict], list[dict]]:
+    """The capacity searches (``*/search.json``) and recommendations.json of a directory."""
+    root = Path(capacity_dir)
+    searches = []
+    for path in sorted(root.glob(f"*/{schema.SEARCH_JSON}")):
+        try:
+            searches.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"capacity search {path} is unreadable: {exc}") from None
+    rec_path = root / schema.RECOMMENDATIONS_JSON
+    recommendations = json.loads(rec_path.read_text()) if rec_path.exists() else []
+    return searches, recommendations

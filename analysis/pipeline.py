@@ -34,6 +34,11 @@ class Analysis:
     curves: pd.DataFrame
     limits: pd.DataFrame | None
     plan: pd.DataFrame | None
+    knees: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=capacity.KNEE_COLUMNS))
+    probes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=capacity.PROBE_COLUMNS))
+    recommendations: list[dict] = field(default_factory=list)
     params: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -47,6 +52,8 @@ def analyze(
     max_error_rate: float = capacity.DEFAULT_MAX_ERROR_RATE,
     n_boot: int = 1000,
     seed: int = 0,
+    searches: list[dict] | None = None,
+    recommendations: list[dict] | None = None,
 ) -> Analysis:
     """Compute all metrics, comparisons and the capacity plan for a run set.
 
@@ -58,6 +65,8 @@ def analyze(
         max_error_rate: highest acceptable error rate of a load level.
         n_boot: bootstrap replicates per statistic.
         seed: bootstrap seed.
+        searches: capacity-search documents (search.json), if any.
+        recommendations: batching recommendations (recommendations.json), if any.
 
     Returns:
         The analysis.
@@ -103,6 +112,9 @@ def analyze(
         curves=curves,
         limits=limits,
         plan=plan,
+        knees=capacity.knee_table(searches or []),
+        probes=capacity.probe_table(searches or []),
+        recommendations=list(recommendations or []),
         params={"slo_p95_ms": slo_p95_ms, "target_rps": target_rps, "headroom": headroom,
                 "max_error_rate": max_error_rate, "n_boot": n_boot, "seed": seed,
                 "warmup_fraction": metrics.WARMUP_FRACTION,

@@ -195,3 +195,103 @@ def time_breakdown(breakdown: pd.DataFrame) -> bytes | None:
         if i == 1:
             _legend_outside(ax)
     return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# The answer's charts: one question each
+
+
+def capacity_curves(probes: pd.DataFrame, knees: pd.DataFrame,
+                    slo_p95_us: float | None) -> bytes | None:
+    """Per model, P95 (95% interval bars) against the offered rate, the SLO and the knee.
+
+    One panel per base model and protocol; batching on, off and the recommended config are
+    separate series on a linear rate axis, so the knee reads as where a curve meets the line.
+    """
+    if probes.empty:
+        return None
+    panels = list(probes.groupby(["base_model", "protocol"], sort=True))
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig = Figure(figsize=(4.6 * cols, 3.6 * rows), layout="constrained")
+    styles = {("on", "current"): ("C0", "batching on"), ("off", "current"): ("C1", "batching off"),
+              ("on", "recommended"): ("C2", "recommended config")}
+    for i, ((model, protocol), group) in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for (batching, config), g in group.groupby(["batching", "config"], sort=True):
+            color, label = styles.get((batching, config), ("C7", f"{batching} {config}"))
+            g = g[g["trusted"]].sort_values("offered_rps")
+            shown = g[g["p95_us"] <= (slo_p95_us or np.inf) * 4]  # keep the axis readable
+            err = np.vstack([shown["p95_us"] - shown["p95_lo_us"],
+                             shown["p95_hi_us"] - shown["p95_us"]]) / 1000.0
+            ax.errorbar(shown["offered_rps"], shown["p95_us"] / 1000.0,
+                        yerr=np.clip(np.nan_to_num(err), 0, None), marker="o", markersize=4,
+                        capsize=3, color=color, label=label)
+            k = knees[(knees["base_model"] == model) & (knees["protocol"] == protocol)
+                      & (knees["batching"] == batching) & (knees["config"] == config)]
+            if len(k) and np.isfinite(k["capacity_rps"].iloc[0]) and slo_p95_us:
+                kn = k.iloc[0]
+                ax.axvspan(kn["capacity_lo_rps"], kn["capacity_hi_rps"], color=color, alpha=0.12)
+                ax.plot([kn["capacity_rps"]], [slo_p95_us / 1000.0], marker="D", markersize=8,
+                        color=color, markeredgecolor="black", zorder=5)
+        if slo_p95_us:
+            ax.axhline(slo_p95_us / 1000.0, color="red", linewidth=1, label="P95 SLO")
+        ax.set_title(f"{model} ({protocol})", fontsize=10)
+        ax.set_xlabel("offered rate (req/s)")
+        ax.set_ylabel("P95 (ms)")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Latency–throughput per model: ◆ capacity within the SLO, band its 95% "
+                 "interval", fontsize=10)
+    return _png(fig)
+
+
+def batch_formation(formation: dict[str, pd.DataFrame]) -> bytes | None:
+    """Per batching model, the share of executions at each batch size, one line per load level."""
+    frames = {m: f for m, f in formation.items() if f is not None and len(f)}
+    if not frames:
+        return None
+    fig = Figure(figsize=(4.6 * len(frames), 3.4), layout="constrained")
+    for i, (model, f) in enumerate(sorted(frames.items())):
+        ax = fig.add_subplot(1, len(frames), i + 1)
+        levels = sorted(f["offered_rps"].unique())
+        for j, level in enumerate(levels):
+            g = f[f["offered_rps"] == level].sort_values("batch_size")
+            ax.plot(g["batch_size"], g["share"], marker=".", color=_COLORS[j % len(_COLORS)],
+                    label=f"{level:.0f} req/s (mean {g['mean_batch'].iloc[0]:.1f})")
+        ax.set_title(model, fontsize=10)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("share of executions")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="upper right")
+    fig.suptitle("How batches form at each load level (not pooled)", fontsize=10)
+    return _png(fig)
+
+
+def sync_async_ratios(rows: list[dict]) -> bytes | None:
+    """Async ÷ sync throughput and P95 per framing, with intervals and Little's prediction."""
+    rows = [r for r in rows if r["throughput_ratio"] is not None]
+    if not rows:
+        return None
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    labels = [f"{r['framing']}\n{r['protocol']}: {r['sync']} vs {r['async']}" for r in rows]
+    y = np.arange(len(rows))
+    for i, (key, title) in enumerate((("throughput", "throughput async ÷ sync"),
+                                      ("p95", "P95 async ÷ sync"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        value = np.array([r[f"{key}_ratio"] for r in rows], dtype=float)
+        lo = np.array([r[f"{key}_lo"] if r[f"{key}_lo"] is not None else np.nan for r in rows])
+        hi = np.array([r[f"{key}_hi"] if r[f"{key}_hi"] is not None else np.nan for r in rows])
+        err = np.clip(np.nan_to_num(np.vstack([value - lo, hi - value])), 0, None)
+        ax.errorbar(value, y, xerr=err, fmt="o", capsize=4, color="C0", label="measured")
+        if key == "throughput":
+            pred = [r["predicted_ratio"] for r in rows]
+            ax.scatter([p if p is not None else np.nan for p in pred], y, marker="x",
+                       color="C3", zorder=5, label="Little's law")
+        ax.axvline(1.0, color="grey", linewidth=1)
+        ax.set_yticks(y, labels if i == 0 else [""] * len(rows), fontsize=7)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _png(fig)

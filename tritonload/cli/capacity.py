@@ -27,10 +27,10 @@ from tritonload.core.errors import UsageError
 from tritonload.core.knee import Knee, Probe, SearchLimits, knee, next_rate, probe_of
 from tritonload.core.numbers import completion_ns, in_window, numbers_of, run_window
 from tritonload.core.rundir import json_ready, read_records, read_run_json, write_json_atomic
+from tritonload.core.schema import SEARCH_JSON
 from tritonload.core.validity import CLIENT_CPU_LIMIT, LATE_OR_DROPPED_LIMIT, run_validity
 from tritonload.server.fleet import NOBATCH_SUFFIX
 
-SEARCH_JSON = "search.json"
 #: Warm-up of a search's first probe: a model that just loaded answered its first second of
 #: requests at 100 req/s with a P95 of 132 ms, against 14 ms a few seconds later.
 FIRST_WARMUP_S = 3.0

@@ -25,8 +25,8 @@ from tritonload.cli.commands.target_options import target_from_args
 from tritonload.cli.console import console
 from tritonload.core.knee import Knee, SearchLimits
 from tritonload.core.rundir import json_ready, write_json_atomic
+from tritonload.core.schema import RECOMMENDATIONS_JSON
 
-RECOMMENDATIONS_JSON = "recommendations.json"
 #: The check starts this far under the capacity measured before.
 RESTART_SHARE = 0.9
 

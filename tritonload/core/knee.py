@@ -151,7 +151,7 @@ def next_rate(probes: Sequence[Probe], limits: SearchLimits) -> float | None:
     if len(probes) >= limits.max_probes:
         return None
     if not probes:
-        return limits.start_rps
+        return _round(limits.start_rps)
     untrusted = [p for p in probes if not p.trusted]
     low, high = bracket(probes, limits)
     if untrusted and (high is None or untrusted[0].offered_rps <= high.offered_rps):
@@ -163,14 +163,20 @@ def next_rate(probes: Sequence[Probe], limits: SearchLimits) -> float | None:
         rate = low.offered_rps * (4.0 if low.p95_us < slo / 2 else 2.0)
         if low.offered_rps >= limits.max_rps:
             return None
-        return min(rate, limits.max_rps)
+        return _round(min(rate, limits.max_rps))
     if low is None:  # even the lowest rate failed: shrink
         if high.offered_rps <= limits.min_rps:
             return None
-        return max(high.offered_rps / 4.0, limits.min_rps)
+        return _round(max(high.offered_rps / 4.0, limits.min_rps))
     guess = _crossing(low.offered_rps, low.p95_us, high.offered_rps, high.p95_us, slo)
     span = high.offered_rps - low.offered_rps
-    return float(np.clip(guess, low.offered_rps + span / 4, high.offered_rps - span / 4))
+    return _round(float(np.clip(guess, low.offered_rps + span / 4,
+                                high.offered_rps - span / 4)))
+
+
+def _round(rate: float) -> float:
+    """Three significant figures: the rate a probe offers, as run.json and its name say it."""
+    return float(f"{rate:.3g}") if rate >= 100 else round(rate, 1)
 
 
 def _crossing(r0: float, v0: float, r1: float, v1: float, level: float) -> float:

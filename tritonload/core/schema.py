@@ -19,6 +19,10 @@ REQUESTS_DIR = "requests"
 SERVER_STATS_FILE = "server_stats.parquet"
 SERVER_BATCHES_FILE = "server_batches.parquet"
 ARRIVALS_FILE = "arrivals.parquet"
+#: A capacity search's summary, beside its probe run directories (`tritonload.core.knee`).
+SEARCH_JSON = "search.json"
+#: A bench's batching recommendations and their checks, in its capacity directory.
+RECOMMENDATIONS_JSON = "recommendations.json"
 
 
 def request_part_name(index: int) -> str:

@@ -1,20 +1,44 @@
-"""`tritonload bench`: run the experiment matrix, then write the report for all of it."""
+"""`tritonload bench`: capacity searches, the comparison matrix, a batching check, the report.
+
+Three stages on the embedded server (or ``--url``), then one report:
+
+1. **Capacity** (`tritonload.cli.capacity`): per model of the mix, with batching on and off
+   (the ``_nobatch`` twin), the highest open-loop rate within the P95 SLO, searched
+   interleaved.
+2. **Comparisons** (`tritonload.cli.bench`): the closed-loop matrix, every cell repeated in
+   seeded interleaved rounds: sync vs async in both framings, gRPC vs HTTP.
+3. **Batching check** (`tritonload.cli.recommendations`): a recommended config per batching
+   model from its probes, checked by a second search on a server restarted with it.
+
+``--demo`` is the preset `make demo` runs: gRPC, one level of 4 users, three rounds, short
+windows; the capacity stage and the check are what its headline needs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
 from tritonload.analysis.cli import write_report_for
 from tritonload.cli.bench import DEFAULT_MIX, Matrix
+from tritonload.cli.capacity import run_searches, searches_for
+from tritonload.cli.commands.capacity import (
+    add_search_options,
+    fresh_output,
+    limits_from_args,
+    timing_from_args,
+)
 from tritonload.cli.commands.target_options import add_target_options, target_from_args
 from tritonload.cli.console import console, print_table
-from tritonload.cli.headline import headline_rows
+from tritonload.cli.headless import parse_duration
+from tritonload.cli.headline import headline_tables
+from tritonload.cli.recommendations import recommend_and_check
 from tritonload.cli.signals import sigterm_raises_interrupt
+from tritonload.core.config import Target
 from tritonload.core.errors import UsageError
+from tritonload.core.mix import ModelMix
 
 
 def _csv(kind: type) -> callable:
@@ -62,56 +86,100 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="sync vs async framings: equal-in-flight (async with fewer users, "
                         "same requests in flight), equal-users (async with the same users, "
                         "max-in-flight times the requests in flight); default both")
-    parser.add_argument("--slo-p95-ms", type=float, default=50.0,
-                        help="P95 objective for the max-throughput table (default 50)")
+    parser.add_argument("--demo", action="store_true",
+                        help="the preset `make demo` runs: " + DEMO_PRESET_TEXT)
+    stages = parser.add_argument_group("stages")
+    stages.add_argument("--capacity-protocols", type=_csv(str), default=("grpc",),
+                        help="protocols of the capacity searches (default grpc)")
+    stages.add_argument("--capacity-budget", default="10m",
+                        help="time budget of the capacity searches (default 10m)")
+    stages.add_argument("--no-capacity", action="store_true",
+                        help="skip the capacity searches (and so the batching check)")
+    stages.add_argument("--no-check", action="store_true",
+                        help="skip checking the recommended batching configs")
+    stages.add_argument("--no-cells", action="store_true", help="skip the comparison matrix")
+    add_search_options(parser)
     parser.add_argument("--force", action="store_true", help="overwrite a non-empty --output")
     add_target_options(parser)
     parser.set_defaults(func=run)
 
 
+#: `make demo`'s matrix: the cells its headline needs, with time spent on rounds, not cells.
+DEMO_PRESET = {"protocols": ("grpc",), "modes": ("sync", "async"), "batching": ("on",),
+               "levels": (4,), "warmup_s": 1.0, "window_s": 1.0, "max_windows": 5,
+               "repetitions": 3}
+DEMO_PRESET_TEXT = ("gRPC, batching on, 4 users sync vs async in both framings, 1 s windows, "
+                    "3 rounds; capacity with batching on and off; flags still override it")
+
+
 def matrix_from_args(args: argparse.Namespace) -> Matrix:
-    """Defaults ← matrix file ← flags."""
+    """Defaults ← --demo preset ← matrix file ← flags."""
     fields = ("protocols", "modes", "batching", "levels", "rates", "mix", "max_in_flight",
               "warmup_s", "window_s", "max_windows", "repetitions", "seed", "framings")
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    if args.demo:
+        overrides = {**DEMO_PRESET, **overrides}
     return Matrix.from_file(args.matrix, **overrides) if args.matrix else Matrix(**overrides)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run every cell, then the report."""
+    """Capacity, comparisons, the batching check, then the report."""
     matrix = matrix_from_args(args)
-    out = Path(args.output or f"reports/bench-{time.strftime('%Y%m%d-%H%M%S')}")
-    if out.exists() and any(out.iterdir()):
-        if not args.force:
-            raise UsageError(f"output {out} is not empty; use --force to replace it")
-        shutil.rmtree(out)
-    cells = matrix.schedule()
-    rounds = f" ({len(matrix.cells())} cells × {matrix.repetitions} interleaved rounds)"
-    console.print(f"bench: {len(cells)} runs{rounds if matrix.repetitions > 1 else ''} → {out}")
+    limits = limits_from_args(args)
+    timing = timing_from_args(args)
+    budget = parse_duration(args.capacity_budget)
+    out = fresh_output(args.output, "bench", args.force)
+    capacity_dir = out / "capacity"
+    searches = [] if args.no_capacity else searches_for(
+        ModelMix.of(matrix.mix).models, args.capacity_protocols, ("on", "off"), limits,
+        capacity_dir)
+    runs = [] if args.no_cells else matrix.schedule()
+    if not searches and not runs:
+        raise UsageError("nothing to run: --no-capacity and --no-cells together")
+    console.print(f"bench: {len(searches)} capacity searches, {len(runs)} comparison runs"
+                  + (f" ({len(matrix.cells())} cells × {matrix.repetitions} interleaved rounds)"
+                     if runs and matrix.repetitions > 1 else "") + f" → {out}")
     started = time.monotonic()
-    results = []
-    with sigterm_raises_interrupt(), target_from_args(args) as target:
-        for i, cell in enumerate(cells, 1):
-            run_dir = out / "runs" / cell.name
-            done = time.monotonic() - started
-            left_min = done / (i - 1) * (len(cells) - i + 1) / 60 if i > 1 else None
-            eta = f", about {left_min:.1f} min left" if left_min is not None else ""
-            code = cell.job(target, run_dir).execute(
-                label=f"[{i}/{len(cells)}] {cell.name}{eta}")
-            results.append(_cell_row(cell.name, run_dir, code))
-            if code == 2:  # the child said why, in one line
-                return 2
-    print_table(results, title=f"runs ({(time.monotonic() - started) / 60:.1f} min)")
+    with sigterm_raises_interrupt():
+        with target_from_args(args) as target:
+            if searches:
+                console.print(f"stage 1/3: capacity within P95 ≤ {args.slo_p95_ms:g} ms")
+                run_searches(searches, target, timing, budget)
+            results = _run_cells(runs, target, out) if runs else []
+        if results is None:
+            return 2
+        if searches and not args.no_check:
+            console.print("stage 3/3: batching recommendations, checked")
+            recommend_and_check(searches, args, limits, timing, capacity_dir, budget)
+    if results:
+        print_table(results, title=f"runs ({(time.monotonic() - started) / 60:.1f} min)")
     run_dirs = [out / "runs" / r["cell"] for r in results if r["status"] != "failed"]
-    if not run_dirs:
-        raise UsageError("no cell produced a run directory; nothing to report")
     with console.status("analysing and writing the report…"):
-        analysis, paths = write_report_for(run_dirs, out, slo_p95_ms=args.slo_p95_ms)
-    print_table(headline_rows(analysis, args.slo_p95_ms),
-                title="headline (ratios at the highest load level; n.s. = not significant)")
+        _, paths = write_report_for(
+            run_dirs, out, slo_p95_ms=args.slo_p95_ms, target_rps=args.target_rps,
+            headroom=args.headroom, capacity_dir=capacity_dir if searches else None)
+    for table, title in headline_tables(paths["json"]):
+        print_table(table, title=title)
     console.print(f"report: {paths['html']}  ({paths['md'].name}, {paths['json'].name})  "
                   f"in {(time.monotonic() - started) / 60:.1f} min")
     return 0
+
+
+def _run_cells(runs: list, target: Target, out: Path) -> list[dict[str, str]] | None:
+    """Run the comparison matrix; None when a run refused its input (exit 2)."""
+    console.print(f"stage 2/3: {len(runs)} comparison runs")
+    started = time.monotonic()
+    results = []
+    for i, cell in enumerate(runs, 1):
+        run_dir = out / "runs" / cell.name
+        done = time.monotonic() - started
+        left_min = done / (i - 1) * (len(runs) - i + 1) / 60 if i > 1 else None
+        eta = f", about {left_min:.1f} min left" if left_min is not None else ""
+        code = cell.job(target, run_dir).execute(label=f"[{i}/{len(runs)}] {cell.name}{eta}")
+        results.append(_cell_row(cell.name, run_dir, code))
+        if code == 2:  # the child said why, in one line
+            return None
+    return results
 
 
 def _cell_row(name: str, run_dir: Path, code: int) -> dict[str, str]:
