@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/tritonload bench --output reports/demo --force
+	$(BIN)/tritonload bench --demo --target-rps 5000 --output reports/demo --force
 
 test: setup
 	$(BIN)/pytest

@@ -16,21 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tritonload.core.errors import TritonloadError, UsageError, print_error
+from tritonload.core.options import positive_number
 
 from . import capacity
 
 if TYPE_CHECKING:
     from .pipeline import Analysis
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def _fraction(text: str) -> float:
@@ -58,12 +49,12 @@ def add_report_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
     )
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
     p.add_argument("-o", "--out", required=True, metavar="OUT", help="output directory")
-    p.add_argument("--slo-p95-ms", type=_positive, metavar="X",
+    p.add_argument("--slo-p95-ms", type=positive_number, metavar="X",
                    help="P95 objective in ms (enables the max-load and replica plan)")
     p.add_argument("--max-error-rate", type=_fraction,
                    default=capacity.DEFAULT_MAX_ERROR_RATE, metavar="E",
                    help="highest acceptable error rate of a load level (default %(default)s)")
-    p.add_argument("--target-rps", type=_positive, metavar="R",
+    p.add_argument("--target-rps", type=positive_number, metavar="R",
                    help="rate to plan replicas for (needs --slo-p95-ms)")
     p.add_argument("--headroom", type=_fraction, default=capacity.DEFAULT_HEADROOM,
                    metavar="H", help="share of capacity kept free (default %(default)s)")

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tritonload.core.numbers import t_quantile
+
 from .metrics import ALL_MODELS, CONFIDENCE, interval
 
 NOT_SIGNIFICANT = "not significant"
@@ -71,48 +73,6 @@ def difference_interval(
         return b - a, math.nan, math.nan
     lo, hi = interval(boot_b[:n] - boot_a[:n], level)
     return b - a, lo, hi
-
-
-def t_quantile(p: float, df: int) -> float:
-    """Quantile of Student's t with ``df`` degrees of freedom (exact, for any integer df >= 1).
-
-    Bisection on the closed-form CDF for integer df (Abramowitz & Stegun 26.7.3-4), so small
-    df are exact: ``t_quantile(0.975, 1) = 12.706``, ``(0.975, 2) = 4.303``.
-    """
-    if df < 1:
-        raise ValueError("df must be >= 1")
-    if not 0 < p < 1:
-        raise ValueError("p must be in (0, 1)")
-    if p < 0.5:
-        return -t_quantile(1 - p, df)
-    lo, hi = 0.0, 1.0
-    while _t_cdf(hi, df) < p:
-        hi *= 2
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if _t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
-
-
-def _t_cdf(t: float, df: int) -> float:
-    theta = math.atan(abs(t) / math.sqrt(df))
-    s, c = math.sin(theta), math.cos(theta)
-    if df % 2:  # A&S 26.7.3: odd df
-        term = total = c if df > 1 else 0.0
-        for j in range(1, (df - 1) // 2):
-            term *= c * c * (2 * j) / (2 * j + 1)
-            total += term
-        a = 2 / math.pi * (theta + s * total)
-    else:  # A&S 26.7.4: even df
-        term = total = 1.0
-        for j in range(1, df // 2):
-            term *= c * c * (2 * j - 1) / (2 * j)
-            total += term
-        a = s * total
-    return 0.5 + a / 2 if t >= 0 else 0.5 - a / 2
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,10 @@ from tritonload.core.numbers import (
     WARMUP_CAP_S,
     WARMUP_FRACTION,
     completion_ns,
+    normal_quantile,
     percentiles_us,
     steady_window,
+    t_quantile,
     throughput_rps,
 )
 
@@ -219,25 +221,6 @@ def bootstrap_percentile(
     return y1 + frac * (y2 - y1)
 
 
-def _t_quantile(p: float, df: int) -> float:
-    """Return the Student-t quantile (Cornish-Fisher; within 0.5% for df >= 3, p = 0.975)."""
-    z = _z_quantile(p)
-    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
-
-
-def _z_quantile(p: float) -> float:
-    """Return the standard normal quantile, by bisection on erf (no scipy)."""
-    lo, hi = -10.0, 10.0
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < p:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
-
-
 def small_sample_factor(k: int, level: float = CONFIDENCE) -> float:
     """Widening applied to bootstrap replicates of a mean of ``k`` values.
 
@@ -249,7 +232,7 @@ def small_sample_factor(k: int, level: float = CONFIDENCE) -> float:
     if k < 2:
         return 1.0
     p = 1 - (1 - level) / 2
-    return math.sqrt(k / (k - 1)) * _t_quantile(p, k - 1) / _z_quantile(p)
+    return math.sqrt(k / (k - 1)) * t_quantile(p, k - 1) / normal_quantile(p)
 
 
 def bootstrap_mean(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:

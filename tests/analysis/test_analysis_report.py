@@ -56,9 +56,11 @@ def _md_tables(text: str) -> dict[str, list[list[str]]]:
 
 def _html_tables(text: str) -> dict[str, list[list[str]]]:
     tables = {}
-    for m in re.finditer(r"<h2>(.*?)</h2>(.*?)(?=<h2>|</body>)", text, re.S):
-        section = html.unescape(m.group(1))
-        for t in re.findall(r"<table>(.*?)</table>", m.group(2), re.S):
+    # Answer sections are <h2>s; the details follow, each a <details> with a <summary> title.
+    pattern = r"<(h2|summary)>(.*?)</\1>(.*?)(?=<h2|<summary>|</body>)"
+    for m in re.finditer(pattern, text, re.S):
+        section = html.unescape(m.group(2))
+        for t in re.findall(r"<table>(.*?)</table>", m.group(3), re.S):
             rows = []
             for tr in re.findall(r"<tr>(.*?)</tr>", t, re.S):
                 cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, re.S)
@@ -106,9 +108,11 @@ def test_report_writes_three_consistent_formats(sweep, tmp_path):
             usable = lim["max_rps"] * 0.75
             assert rep["replicas"] == -(-round(500 / usable, 9) // 1)
 
-    # Headline first, the same lines in both human formats.
+    # The answer first, then the details (the summary first among them), in both formats.
+    assert md.index("## What could not be trusted") < md.index("# Details")
     assert md.index("## Summary") < md.index("## Runs")
-    assert page.index("<h2>Summary</h2>") < page.index("<h2>Runs</h2>")
+    assert page.index("<section id='answer'>") < page.index("<summary>Summary</summary>")
+    assert page.index("<summary>Summary</summary>") < page.index("<summary>Runs</summary>")
     for line in data["headline"]:
         assert f"- {line}" in md
         assert html.escape(line) in page

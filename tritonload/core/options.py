@@ -5,6 +5,7 @@ Only argparse here: the CLI must not import Locust, which monkey-patches the pro
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 
@@ -34,3 +35,14 @@ def add_slo_options(group: Any) -> None:
                        "repeatable. Any breach makes the process exit with code 3")
     group.add_argument("--min-rps", type=float, default=None,
                        help="SLO: minimum successful requests per second")
+
+
+def positive_number(text: str) -> float:
+    """Argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value

@@ -15,38 +15,29 @@ from tritonload.cli.headless import parse_duration
 from tritonload.cli.signals import sigterm_raises_interrupt
 from tritonload.core.errors import UsageError
 from tritonload.core.knee import DEFAULT_PRECISION, Knee, SearchLimits
+from tritonload.core.options import positive_number
 
 DEFAULT_MODELS = "text_classifier,image_classifier,recommender"
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
 
 
 def add_search_options(parser: argparse.ArgumentParser) -> None:
     """The SLO and the search's limits (shared with `bench`)."""
     group = parser.add_argument_group("capacity search")
-    group.add_argument("--slo-p95-ms", type=_positive, default=50.0,
+    group.add_argument("--slo-p95-ms", type=positive_number, default=50.0,
                        help="the P95 objective in ms (default 50)")
     group.add_argument("--max-error-rate", type=float, default=0.01,
                        help="highest acceptable error rate of a probe (default 0.01)")
-    group.add_argument("--start-rps", type=_positive, default=100.0,
+    group.add_argument("--start-rps", type=positive_number, default=100.0,
                        help="first rate probed (default 100 req/s)")
-    group.add_argument("--max-rps", type=_positive, default=20_000.0,
+    group.add_argument("--max-rps", type=positive_number, default=20_000.0,
                        help="never offer more than this (default 20000 req/s)")
-    group.add_argument("--precision", type=_positive, default=DEFAULT_PRECISION,
+    group.add_argument("--precision", type=positive_number, default=DEFAULT_PRECISION,
                        help="stop when the bracket is within ±this share (default 0.05)")
     group.add_argument("--probe-warmup", type=float, default=1.0, metavar="SECONDS",
                        help="warm-up of each probe, dropped (default 1)")
-    group.add_argument("--probe-window", type=_positive, default=2.0, metavar="SECONDS",
+    group.add_argument("--probe-window", type=positive_number, default=2.0, metavar="SECONDS",
                        help="measured window of each probe (default 2)")
-    group.add_argument("--target-rps", type=_positive, default=None,
+    group.add_argument("--target-rps", type=positive_number, default=None,
                        help="plan replicas for this peak rate")
     group.add_argument("--headroom", type=float, default=DEFAULT_HEADROOM,
                        help=f"share of each replica kept free (default {DEFAULT_HEADROOM})")
