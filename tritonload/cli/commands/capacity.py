@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from tritonload.analysis.capacity import DEFAULT_HEADROOM, replicas_needed
+from tritonload.analysis.cli import write_report_for
 from tritonload.cli.capacity import ProbeTiming, Search, run_searches
 from tritonload.cli.commands.target_options import add_target_options, target_from_args
 from tritonload.cli.console import console, print_table
@@ -73,9 +74,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="For each model (and protocol), offer Poisson open-loop rates and search for "
         "the highest one whose P95, counted from the scheduled send time, stays within "
         "--slo-p95-ms with errors under --max-error-rate: bracket the knee, then narrow it "
-        "until it is within ±--precision. Prints the capacity with a 95%% interval, the P95 "
+        "until it is within ±--precision. Prints the capacity with a 95% interval, the P95 "
         "and goodput there, and replicas for --target-rps. Searches run interleaved; each "
-        "writes OUT/<model>-<protocol>/search.json and one run directory per probe. --models names "
+        "writes OUT/<model>-<protocol>/search.json and one run directory per probe; then "
+        "OUT/report.html, report.md and report.json. --models names "
         f"the models to search (default {DEFAULT_MODELS}); the embedded server then serves "
         "only those.",
     )
@@ -121,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
                 title=f"capacity within P95 ≤ {args.slo_p95_ms:g} ms")
     for search, k in zip(searches, knees, strict=True):
         console.print(f"{search.label}: {k.explanation}", markup=False)
+    _, paths = write_report_for([], out, capacity_dir=out, slo_p95_ms=args.slo_p95_ms,
+                                target_rps=args.target_rps, headroom=args.headroom)
+    console.print(f"report: {paths['html']}  ({paths['md'].name}, {paths['json'].name})")
     return 0
 
 
