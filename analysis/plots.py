@@ -295,3 +295,35 @@ def sync_async_ratios(rows: list[dict]) -> bytes | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return _png(fig)
+
+
+def time_at_knee(rows: list[list[str]]) -> bytes | None:
+    """Per model at its knee: mean queue, mean compute and the rest of the P95, stacked (ms).
+
+    ``rows`` are the report's table rows (model, rate, P95, queue, compute, ...), already
+    formatted; the numbers are read back from them so the chart shows exactly the table.
+    """
+    def ms(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            return float("nan")
+
+    rows = [r for r in rows if all(np.isfinite(ms(r[i])) for i in (2, 3, 4))]
+    if not rows:
+        return None
+    fig = Figure(figsize=(7, 0.6 + 0.55 * len(rows)), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(rows))
+    queue = np.array([ms(r[3]) for r in rows])
+    compute = np.array([ms(r[4]) for r in rows])
+    rest = np.clip(np.array([ms(r[2]) for r in rows]) - queue - compute, 0, None)
+    ax.barh(y, queue, color="C1", label="queue (mean)")
+    ax.barh(y, compute, left=queue, color="C0", label="compute (mean)")
+    ax.barh(y, rest, left=queue + compute, color="C7",
+            label="rest of P95: waiting tail, front end, network, client")
+    ax.set_yticks(y, [f"{r[0]} @ {r[1]} req/s" for r in rows], fontsize=8)
+    ax.set_xlabel("ms")
+    ax.set_title("Where the time goes at the knee (bar length = P95)", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)

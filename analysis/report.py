@@ -540,8 +540,9 @@ def answer_sections(d: dict) -> list[dict]:
                         "statistics, one histogram per load level below), a cost fit predicts "
                         "the largest batch the SLO allows and the queue delay worth waiting; the "
                         "embedded server was then restarted with it and the capacity searched "
-                        "again."] + [f"{m['model']}: {m['recommended']['reasoning']}"
-                                     for m in recs],
+                        "again. The arithmetic, per model, follows the table."],
+                    "after_table": [f"{m['model']}: {m['recommended']['reasoning']}"
+                                    for m in recs],
                     "table": (["model", "current", "recommended", "predicted req/s",
                                "capacity before", "capacity after", "after ÷ before"], rows),
                     "images": ["batch_formation"]})
@@ -577,7 +578,8 @@ def answer_sections(d: dict) -> list[dict]:
                                    "a large remainder is the front end, the network and the "
                                    "client."],
                     "table": (["model", "rate req/s", "P95 ms", "mean queue ms",
-                               "mean compute ms", "queue share of P95", "mean batch"], at_knee)})
+                               "mean compute ms", "queue share of P95", "mean batch"], at_knee),
+                    "images": ["time_at_knee"]})
     invalid = a["invalid"]
     out.append({"id": "validity", "title": "What could not be trusted",
                 "paragraphs": (["Every run and probe was valid: the generator kept up, the "
@@ -735,16 +737,16 @@ def render_html(data: dict, images: dict[str, bytes | None]) -> str:
             f"<style>{_CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n")
 
 
-def render_images(analysis: Analysis) -> dict[str, bytes | None]:
-    """Draw every chart of the report."""
+def render_images(analysis: Analysis, data: dict) -> dict[str, bytes | None]:
+    """Draw every chart of the report (``data``: its `report_data`, for the answer's rows)."""
     slo = analysis.params.get("slo_p95_ms")
     formation = {r["model"]: pd.DataFrame(r["formation"]) for r in analysis.recommendations}
     return {
         "capacity_curves": plots.capacity_curves(analysis.probes, analysis.knees,
                                                  slo * 1000.0 if slo else None),
         "batch_formation": plots.batch_formation(formation),
-        "sync_async_ratios": plots.sync_async_ratios(
-            answer(analysis)["sync_async"]),
+        "time_at_knee": plots.time_at_knee(_time_at_knee(data)),
+        "sync_async_ratios": plots.sync_async_ratios(data["answer"]["sync_async"]),
         "throughput_vs_load": plots.throughput_vs_load(analysis.curves),
         "p95_vs_throughput": plots.p95_vs_throughput(
             analysis.curves, slo * 1000.0 if slo else None, analysis.limits),
@@ -770,7 +772,7 @@ def write_report(analysis: Analysis, out_dir: str | Path) -> dict[str, Path]:
     """
     out = Path(out_dir)
     data = report_data(analysis)
-    images = render_images(analysis)
+    images = render_images(analysis, data)
     paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
     try:
         out.mkdir(parents=True, exist_ok=True)
