@@ -200,6 +200,7 @@ def answer(analysis: object) -> dict:
         "slo_p95_ms": params.get("slo_p95_ms"),
         "target_rps": params.get("target_rps"),
         "headroom": params.get("headroom"),
+        "max_error_rate": params.get("max_error_rate"),
         "models": capacity_answers(a.knees, a.recommendations, params.get("target_rps"),
                                    params.get("headroom") or capacity.DEFAULT_HEADROOM),
         "sync_async": svsa,

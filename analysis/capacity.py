@@ -1,8 +1,10 @@
 """Capacity planning: throughput–latency curves, max load under a P95 SLO, replicas.
 
-Pure functions over :func:`analysis.metrics.request_metrics`. Nothing is extrapolated: the
-answer is always one of the measured load levels, or a plain statement that the sweep does
-not contain the answer.
+Pure functions. Over :func:`analysis.metrics.request_metrics` (a load ladder, e.g. `tritonload
+report` of runs at several levels), nothing is extrapolated: the answer is always one of the
+measured load levels, or a plain statement that the ladder does not contain it. Over capacity
+searches (`knee_table`, `probe_table`), the capacity is `tritonload.core.knee`'s: interpolated
+between the last passing and the first failing probe, with its 95% interval.
 """
 
 from __future__ import annotations

@@ -509,8 +509,8 @@ def answer_sections(d: dict) -> list[dict]:
                 _checked_text(after, rec),
                 (f"{m['replicas']['replicas']}" if m["replicas"] else "n/a")])
         paras = [f"Capacity: the highest Poisson open-loop rate whose P95, counted from the "
-                 f"scheduled send time, stays within {slo:g} ms with errors ≤ 1% (searched to "
-                 "±5%, 95% interval). Goodput: requests within the SLO at the highest rate "
+                 f"scheduled send time, stays within {slo:g} ms with errors ≤ "
+                 f"{fmt_pct(a['max_error_rate'])} (95% interval). Goodput: requests within the SLO at the highest rate "
                  "that passed. Batching off: the model's _nobatch twin. Checked: the "
                  "recommended config below, measured."]
         after_table = []
@@ -538,9 +538,11 @@ def answer_sections(d: dict) -> list[dict]:
                     "paragraphs": [
                         "From each model's measured batch formation (Triton's per-batch-size "
                         "statistics, one histogram per load level below), a cost fit predicts "
-                        "the largest batch the SLO allows and the queue delay worth waiting; the "
-                        "embedded server was then restarted with it and the capacity searched "
-                        "again. The arithmetic, per model, follows the table."],
+                        "the largest batch the SLO allows and the queue delay worth waiting. "
+                        + ("The embedded server was then restarted with it and the capacity "
+                           "searched again. " if any(m["recommended"]["checked"] for m in recs)
+                           else "Not checked (a --url server, or --no-check): predictions "
+                           "only. ") + "The arithmetic, per model, follows the table."],
                     "after_table": [f"{m['model']}: {m['recommended']['reasoning']}"
                                     for m in recs],
                     "table": (["model", "current", "recommended", "predicted req/s",

@@ -98,7 +98,7 @@ class Search:
 
     def probe_dir(self, rate: float) -> Path:
         """Run directory of the probe at ``rate`` (a repeated rate gets a suffix)."""
-        base = self.directory / f"r{rate:.0f}"
+        base = self.directory / f"r{rate:g}"
         path, n = base, 1
         while path.exists():
             n += 1

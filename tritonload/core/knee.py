@@ -6,9 +6,12 @@ searched for instead. Each *probe* offers a Poisson rate open loop (latency coun
 scheduled send time, so queueing is never hidden) and is judged on its steady window:
 
 * it **passes** when its P95 ≤ SLO and its error rate ≤ the bound;
-* it is **not trusted** when the run is invalid for a reason of the generator's own
-  (`tritonload.core.validity`): a saturated client or late sends say nothing about the server.
-  Dropped sends and failures come with overload, so they count against the server.
+* it is **not trusted** when the generator, not the server, shaped it
+  (`tritonload.cli.capacity.judge_probe`, on `tritonload.core.validity`): a saturated client
+  always; dropped sends when the probe passed (the server saw less than the rate). Late sends
+  alone never: latency counts from the schedule, so lateness can only make a probe fail. An
+  untrusted probe at or below the lowest failure ends the search (going higher would measure
+  the client).
 
 The search brackets the knee, growing the rate ×4 while P95 is under half the SLO and ×2
 after (overshooting costs nothing: a probe takes the same time at any rate). It then narrows
@@ -152,7 +155,7 @@ def next_rate(probes: Sequence[Probe], limits: SearchLimits) -> float | None:
         return None
     if not probes:
         return _round(limits.start_rps)
-    untrusted = [p for p in probes if not p.trusted]
+    untrusted = sorted((p for p in probes if not p.trusted), key=lambda p: p.offered_rps)
     low, high = bracket(probes, limits)
     if untrusted and (high is None or untrusted[0].offered_rps <= high.offered_rps):
         return None  # the generator is the limit: going higher measures the client
@@ -246,7 +249,13 @@ def knee(probes: Sequence[Probe], limits: SearchLimits) -> Knee:
     explanation = (f"{estimate:.0f} req/s (95% interval {lo:.0f}–{hi:.0f}): P95 was "
                    f"{low.p95_us / 1000:.1f} ms at {low.offered_rps:.0f} req/s and {reason} at "
                    f"{high.offered_rps:.0f} req/s; {len(probes)} probes.")
-    if status == UNSETTLED:
+    spoiled = [p for p in probes if not p.trusted
+               and low.offered_rps < p.offered_rps <= high.offered_rps]
+    if status == UNSETTLED and spoiled:
+        explanation += (f" The bracket is wider than ±{limits.precision:.0%}: at "
+                        f"{spoiled[0].offered_rps:.0f} req/s {'; '.join(spoiled[0].reasons)}, "
+                        "so the search stopped there.")
+    elif status == UNSETTLED:
         explanation += f" The bracket is wider than ±{limits.precision:.0%}: the budget ran out."
     return Knee(status, estimate, lo, hi, explanation=explanation, **base)
 

@@ -55,13 +55,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `bench`."""
     parser = sub.add_parser(
         "bench",
-        help="run the protocol × mode × batching × load matrix and write the report",
-        description="Run a matrix of headless cells (protocol × mode × batching on/off × load "
-        "level), each with a warm-up and perf_analyzer's stability rule, each repeated in "
-        "interleaved rounds (every cell once per round, in a seeded shuffled order), one run "
-        "directory per repetition under OUT/runs/<cell>-rep<r>/, then write OUT/report.html, "
-        "report.md and report.json. Flags override the --matrix file, which overrides the "
-        "defaults.",
+        help="capacity per model, the comparison matrix, a checked batching config, a report",
+        description="Three stages, then one report. (1) Capacity: per model of the mix, with "
+        "batching on and off (its _nobatch twin), the highest open-loop rate whose P95 stays "
+        "within --slo-p95-ms, searched interleaved (OUT/capacity/<model>-<protocol>/). (2) "
+        "Comparisons: a matrix of headless cells (protocol × mode × batching × level), each "
+        "with a warm-up and perf_analyzer's stability rule, repeated in interleaved rounds "
+        "(every cell once per round, in a seeded shuffled order; OUT/runs/<cell>-rep<r>/); "
+        "sync and async are compared at equal requests in flight and at equal users. (3) "
+        "Batching check: a recommended config per batching model from its probes, checked by "
+        "searching again on the embedded server restarted with it. Then OUT/report.html, "
+        "report.md and report.json, opening with the answer. Flags override the --demo "
+        "preset, which overrides the --matrix file, which overrides the defaults.",
     )
     parser.add_argument("-o", "--output", default=None,
                         help="output directory (default reports/bench-<time>)")
@@ -70,7 +75,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--modes", type=_csv(str), help="default sync,async")
     parser.add_argument("--batching", type=_csv(str), help="on,off (default both)")
     parser.add_argument("--levels", type=_csv(int),
-                        help="requests in flight per cell (default 1,4,16)")
+                        help="requests in flight per cell; users, in the equal-users framing "
+                        "(default 1,4,16)")
     parser.add_argument("--rates", type=_csv(float),
                         help="open loop instead: total requests/s per cell, e.g. 50,100,200")
     parser.add_argument("--mix", help=f"model mix (default {DEFAULT_MIX})")
@@ -92,7 +98,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     stages.add_argument("--capacity-protocols", type=_csv(str), default=("grpc",),
                         help="protocols of the capacity searches (default grpc)")
     stages.add_argument("--capacity-budget", default="10m",
-                        help="time budget of the capacity searches (default 10m)")
+                        help="time budget of the capacity searches, and again of the "
+                        "batching check's searches (default 10m each)")
     stages.add_argument("--no-capacity", action="store_true",
                         help="skip the capacity searches (and so the batching check)")
     stages.add_argument("--no-check", action="store_true",
@@ -108,12 +115,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 DEMO_PRESET = {"protocols": ("grpc",), "modes": ("sync", "async"), "batching": ("on",),
                "levels": (4,), "warmup_s": 1.0, "window_s": 1.0, "max_windows": 5,
                "repetitions": 3}
-DEMO_PRESET_TEXT = ("gRPC, batching on, 4 users sync vs async in both framings, 1 s windows, "
-                    "3 rounds; capacity with batching on and off; flags still override it")
+DEMO_PRESET_TEXT = ("gRPC, batching on; sync 4 users × 1 against async 1 user × 4 (equal in "
+                    "flight) and 4 users × 8 (equal users); 1 s windows, 3 rounds; capacity "
+                    "with batching on and off; flags still override it")
 
 
 def matrix_from_args(args: argparse.Namespace) -> Matrix:
-    """Defaults ← --demo preset ← matrix file ← flags."""
+    """Defaults ← matrix file ← --demo preset ← flags."""
     fields = ("protocols", "modes", "batching", "levels", "rates", "mix", "max_in_flight",
               "warmup_s", "window_s", "max_windows", "repetitions", "seed", "framings")
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
