@@ -510,8 +510,8 @@ def answer_sections(d: dict) -> list[dict]:
                 (f"{m['replicas']['replicas']}" if m["replicas"] else "n/a")])
         paras = [f"Capacity: the highest Poisson open-loop rate whose P95, counted from the "
                  f"scheduled send time, stays within {slo:g} ms with errors ≤ "
-                 f"{fmt_pct(a['max_error_rate'])} (95% interval). Goodput: requests within the SLO at the highest rate "
-                 "that passed. Batching off: the model's _nobatch twin. Checked: the "
+                 f"{fmt_pct(a['max_error_rate'])} (95% interval). Goodput: requests within the "
+                 "SLO at the highest rate that passed. Batching off: the model's _nobatch twin. Checked: the "
                  "recommended config below, measured."]
         after_table = []
         if a["target_rps"]:
