@@ -511,8 +511,8 @@ def answer_sections(d: dict) -> list[dict]:
         paras = [f"Capacity: the highest Poisson open-loop rate whose P95, counted from the "
                  f"scheduled send time, stays within {slo:g} ms with errors ≤ "
                  f"{fmt_pct(a['max_error_rate'])} (95% interval). Goodput: requests within the "
-                 "SLO at the highest rate that passed. Batching off: the model's _nobatch twin. Checked: the "
-                 "recommended config below, measured."]
+                 "SLO at the highest rate that passed. Batching off: the model's _nobatch "
+                 "twin. Checked: the recommended config below, measured."]
         after_table = []
         if a["target_rps"]:
             after_table.append(
