@@ -89,9 +89,10 @@ def capacity_answers(knees: pd.DataFrame, recommendations: list[dict],
                 "predicted_capacity_rps": _num(rec["predicted_capacity_rps"]),
                 "reasoning": rec["reasoning"], "checked": bool(rec["checked"]),
                 "capacity": _knee(after), "change": _ratio(after, on)}
+        # Plan on the checked config only when the check showed a significant gain.
         best = on
-        if after is not None and on is not None and (_num(after["capacity_rps"]) or 0) > (
-                _num(on["capacity_rps"]) or 0):
+        if (after is not None and on is not None and row["recommended"]
+                and (row["recommended"]["change"] or {}).get("verdict") == IMPROVEMENT):
             best = after
         if target_rps and best is not None and (_num(best["capacity_rps"]) or 0) > 0:
             plan = capacity.replicas_needed(target_rps, float(best["capacity_rps"]), headroom)

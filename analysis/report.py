@@ -517,15 +517,19 @@ def answer_sections(d: dict) -> list[dict]:
         if a["target_rps"]:
             after_table.append(
                 f"Replicas for {a['target_rps']:g} req/s with {a['headroom']:.0%} headroom, "
-                "from the better of the current and the checked config: "
+                "from the current config (the checked one where it was significantly better): "
                 + "; ".join(f"{m['model']}: {m['replicas']['arithmetic']}"
                             for m in a["models"] if m["replicas"]) + ".")
         out.append({"id": "capacity", "title": f"Capacity within P95 ≤ {slo:g} ms",
                     "paragraphs": paras, "after_table": after_table,
                     "table": (["model", "protocol", "capacity req/s", "95% interval",
                                "P95 ms", "goodput", "batching off", "on ÷ off",
-                               "checked config req/s", "replicas"], rows),
-                    "images": ["capacity_curves"]})
+                               "checked config req/s", "replicas"], rows)})
+        out.append({"id": "knee", "title": "The knee, per model", "paragraphs": [
+            "P95 (with its 95% interval) against the offered rate for every probe of every "
+            "search; the red line is the SLO, ◆ the capacity, the band its interval. Batching "
+            "off is the _nobatch twin; the recommended config is the check's search."],
+            "table": None, "images": ["capacity_curves"]})
     recs = [m for m in a["models"] if m["recommended"]]
     if recs:
         rows = [[m["model"], _config_text(m["recommended"]["current"]),

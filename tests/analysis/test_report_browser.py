@@ -1,13 +1,16 @@
 """The HTML report as a person sees it: Debian's headless Chromium, driven by Playwright.
 
-The module builds one real report from synthetic runs, opens ``report.html`` over ``file://``,
-saves screenshots (``reports/screenshots/`` at the repo root, printed) and checks that the page
-logs no console error, fetches nothing, shows its first section in the first viewport, and that
-the numbers it shows there are the ones in ``report.json``.
+The module builds one real report from synthetic runs and hand-made capacity searches
+(search.json documents in the format `tritonload.cli.capacity.Search.write` writes), opens
+``report.html`` over ``file://``, saves screenshots (``reports/screenshots/`` at the repo root,
+printed) and checks that the page logs no console error, fetches nothing, opens with the answer
+(``<section id="answer">``) whose capacity block is entirely in the first viewport, that every
+capacity and interval it shows there is the one in ``report.json`` (and in search.json), and
+that everything else waits in closed ``<details>``.
 
 Helpers for extending the checks (a new headline section, say):
 
-- ``report.section("answer", "Summary")``: the first of these keys found on the page, by
+- ``report.section("capacity", "Summary")``: the first of these keys found on the page, by
   element id, else by heading text; a :class:`Section` with its rendered ``text`` and ``box``.
 - ``report.box_of(section, "159.1")``: where a piece of the section's text is drawn.
 - ``shows(section.text, fmt_value)``: the text shows that formatted number as a whole number.
@@ -33,9 +36,11 @@ VIEWPORT = {"width": 1280, "height": 800}
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT_DIR = Path(os.environ.get("TRITONLOAD_SCREENSHOT_DIR",
                                      REPO / "reports" / "screenshots"))
-# The page's first section: id="answer" once the headline is rewritten, the "Summary" heading
-# until then. Section lookups try the keys in order.
-FIRST_SECTION = ("answer", "Summary")
+# The page's first section, and the block of it that must be seen without scrolling.
+FIRST_SECTION = "answer"
+CAPACITY_BLOCK = "capacity"
+#: P95 SLO of the report and of the hand-made searches.
+SLO_MS = 12.0
 
 pytestmark = pytest.mark.browser
 
@@ -177,6 +182,39 @@ def _synthetic_runs(root: Path) -> list[Path]:
     return dirs
 
 
+#: Hand-made searches: (model, base model, batching, [(offered req/s, P95 ms), ...]); each
+#: ends on a pass and a failure within ±5% of each other, so its knee is "found".
+SEARCHES = [
+    ("dense", "dense", "on", [(100, 4.1), (400, 5.0), (1600, 48.0), (1000, 10.2),
+                              (1060, 13.1)]),
+    ("dense_nobatch", "dense", "off", [(100, 6.0), (400, 31.0), (250, 10.5), (268, 13.4)]),
+    ("image", "image", "on", [(100, 8.2), (400, 52.0), (200, 11.1), (212, 12.9)]),
+]
+
+
+def _capacity_searches(root: Path) -> Path:
+    """search.json documents, as `tritonload.cli.capacity.Search.write` writes them."""
+    from tritonload.core.knee import Probe, SearchLimits, knee
+
+    limits = SearchLimits(slo_p95_us=SLO_MS * 1000.0)
+    for model, base, batching, points in SEARCHES:
+        probes = [Probe(offered_rps=float(rate), throughput_rps=rate * 0.99,
+                        requests=int(rate * 2), p95_us=p95 * 1000.0,
+                        p95_lo_us=p95 * 1000.0 * 0.93, p95_hi_us=p95 * 1000.0 * 1.08,
+                        error_rate=0.0, goodput=0.99 if p95 <= SLO_MS else 0.7)
+                  for rate, p95 in points]
+        k = knee(probes, limits)
+        assert k.status == "found", k.explanation  # the fixture's own premise
+        label = f"{model}-grpc"
+        document = {"format": "tritonload-capacity-search", "version": 1, "label": label,
+                    "model": model, "protocol": "grpc",
+                    "tags": {"base_model": base, "batching": batching, "config": "current"},
+                    "limits": vars(limits), "knee": k.as_dict()}
+        (root / label).mkdir(parents=True)
+        (root / label / "search.json").write_text(json.dumps(document, indent=1))
+    return root
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> RenderedReport:
     """A real report of synthetic runs, open in headless Chromium, screenshots saved."""
@@ -188,12 +226,17 @@ def report(tmp_path_factory) -> RenderedReport:
     from tritonload.analysis.cli import write_report_for
 
     root = tmp_path_factory.mktemp("browser_report")
+    capacity_dir = _capacity_searches(root / "capacity")
     _, paths = write_report_for(_synthetic_runs(root), root / "report", n_boot=200, seed=0,
-                                slo_p95_ms=12, target_rps=500, headroom=0.25)
+                                capacity_dir=capacity_dir, slo_p95_ms=SLO_MS, target_rps=500,
+                                headroom=0.25)
     data = json.loads(paths["json"].read_text())
+    data["_searches"] = {p.parent.name: json.loads(p.read_text())
+                         for p in capacity_dir.glob("*/search.json")}
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     shots = {"full": SCREENSHOT_DIR / "report-headline.png",
-             "viewport": SCREENSHOT_DIR / "report-first-viewport.png"}
+             "viewport": SCREENSHOT_DIR / "report-first-viewport.png",
+             "capacity": SCREENSHOT_DIR / "report-capacity-block.png"}
 
     errors: list[str] = []
     external: list[str] = []
@@ -217,7 +260,8 @@ def report(tmp_path_factory) -> RenderedReport:
             page.goto(paths["html"].resolve().as_uri(), wait_until="load")
             page.screenshot(path=shots["full"], full_page=True)
             page.screenshot(path=shots["viewport"])
-            print(f"report screenshots: {shots['full']} (full page), {shots['viewport']}")
+            page.locator(f"#{CAPACITY_BLOCK}").screenshot(path=shots["capacity"])
+            print("report screenshots: " + ", ".join(f"{p} ({k})" for k, p in shots.items()))
             yield RenderedReport(page, data, paths["html"], shots, errors, external)
         finally:
             browser.close()
@@ -230,35 +274,100 @@ def test_page_loads_cleanly(report):
     assert report.page.title()
 
 
-def test_first_section_is_in_the_first_viewport(report):
-    section = report.section(*FIRST_SECTION)
+def test_the_page_opens_with_the_answer(report):
     first = report.page.evaluate(
-        "() => { const e = document.querySelector('section[id], h2');"
-        " return e && (e.id || e.innerText.trim()); }")
-    assert first in (section.key, section.heading), f"{first!r} comes before {section.key!r}"
-    assert section.box.in_first_viewport(), (
-        f"section {section.key!r} at {section.box} is not all within the first "
+        "() => { const e = document.querySelector('section[id], h2, details');"
+        " return e && (e.id || e.tagName); }")
+    assert first == FIRST_SECTION, f"{first!r} comes before the answer"
+    blocks = report.page.eval_on_selector_all(
+        f"#{FIRST_SECTION} > .block", "els => els.map(e => e.id)")
+    assert blocks[0] == CAPACITY_BLOCK and "validity" in blocks, blocks
+
+
+def test_capacity_block_is_in_the_first_viewport(report):
+    block = report.section(CAPACITY_BLOCK)
+    assert block.heading == f"Capacity within P95 ≤ {SLO_MS:g} ms"
+    assert block.box.in_first_viewport(), (
+        f"the capacity block at {block.box} is not all within the first "
         f"{VIEWPORT['height']} px; see {report.screenshots['viewport']}")
 
 
-def test_first_section_shows_the_json_numbers(report):
-    section = report.section(*FIRST_SECTION)
-    data = report.data
+def test_capacity_block_shows_the_json_numbers(report):
+    block = report.section(CAPACITY_BLOCK)
+    models = report.data["answer"]["models"]
+    assert [(m["model"], m["protocol"]) for m in models] == [("dense", "grpc"),
+                                                            ("image", "grpc")]
+    rows = report.page.eval_on_selector_all(
+        f"#{CAPACITY_BLOCK} table tbody tr",
+        "trs => trs.map(tr => [...tr.cells].map(td => td.innerText.trim()))")
+    shown = {row[0]: row for row in rows}
+    for m in models:
+        cap = m["capacity"]
+        value = f"{cap['capacity_rps']:.0f}"
+        interval = f"{cap['capacity_lo_rps']:.0f}–{cap['capacity_hi_rps']:.0f}"
+        assert shows(block.text, value), (m["model"], value, block.text)
+        assert shows(block.text, interval), (m["model"], interval, block.text)
+        assert shown[m["model"]][2:4] == [value, interval], (m["model"], shown[m["model"]])
+        for text in (value, interval):
+            assert report.box_of(block, text).in_first_viewport(), (m["model"], text)
+        # report.json's numbers are the search's own, not re-derived.
+        k = report.data["_searches"][cap["label"]]["knee"]
+        assert (cap["capacity_rps"], cap["capacity_lo_rps"], cap["capacity_hi_rps"]) == (
+            k["capacity_rps"], k["capacity_lo_rps"], k["capacity_hi_rps"])
+        assert cap["capacity_lo_rps"] <= cap["capacity_rps"] <= cap["capacity_hi_rps"]
+    dense = next(m for m in models if m["model"] == "dense")
+    off = dense["batching_off"]
+    assert off["label"] == "dense_nobatch-grpc"
+    assert shown["dense"][6] == f"{off['capacity_rps']:.0f}"
+    assert shown["dense"][7].startswith(f"{dense['batching_gain']['ratio']:.2f}×")
+    # Replicas for 500 req/s: the count in the row, the arithmetic under the table.
+    for m in models:
+        assert shown[m["model"]][-1] == str(m["replicas"]["replicas"])
+        assert m["replicas"]["arithmetic"] in block.text
 
-    requests = sum(g["requests"] for g in data["groups"] if g["model"] != ALL_MODELS)
-    assert shows(section.text, f"{requests:,}"), (f"{requests:,}", section.text)
 
-    limits = [lim for lim in data["capacity"]["limits"] if lim["max_rps"] is not None]
-    assert {lim["model"] for lim in limits} >= {"dense", "image"}
-    for lim in limits:
-        value = f"{lim['max_rps']:.1f}"
-        assert shows(section.text, value), (lim["model"], value, section.text)
-        assert report.box_of(section, value).in_first_viewport(), (lim["model"], value)
+def test_everything_else_is_in_closed_details(report):
+    details = report.page.eval_on_selector_all(
+        "details", "els => els.map(d => [d.querySelector('summary').innerText.trim(), d.open,"
+        " !!d.closest('#answer')])")
+    titles = [t for t, _, _ in details]
+    assert titles[0] == "Summary" and {"Runs", "Capacity", "Method"} <= set(titles), titles
+    assert [t for t, is_open, _ in details if is_open] == [], "details start closed"
+    assert not any(inside for _, _, inside in details), "no details inside the answer"
+    # Outside the answer, nothing but the "Details" heading and the closed <details>.
+    loose = report.page.evaluate(
+        "() => [...document.body.children].filter(e => !['H1', 'P', 'SECTION', 'H2',"
+        " 'DETAILS'].includes(e.tagName) || (e.tagName === 'H2' && e.innerText !== 'Details'))"
+        ".map(e => e.tagName + ' ' + e.innerText.slice(0, 40))")
+    assert loose == []
+    # A closed section's table is not drawn.
+    runs = report.page.locator("details", has_text="Runs").first.locator("table")
+    assert not runs.is_visible()
+
+
+def test_summary_details_show_the_json_numbers(report):
+    """Opened, the old headline (now the first of the details) still shows report.json's
+    request count and each model's limit from the load ladder."""
+    details = report.page.locator("details", has=report.page.locator("summary", has_text="Summary"))
+    details.locator("summary").click()
+    try:
+        text = details.inner_text()
+        data = report.data
+        requests = sum(g["requests"] for g in data["groups"] if g["model"] != ALL_MODELS)
+        assert shows(text, f"{requests:,}"), (f"{requests:,}", text)
+        limits = [lim for lim in data["capacity"]["limits"] if lim["max_rps"] is not None]
+        assert {lim["model"] for lim in limits} >= {"dense", "image"}
+        for lim in limits:
+            assert shows(text, f"{lim['max_rps']:.1f}"), (lim["model"], text)
+    finally:
+        details.locator("summary").click()
+    assert details.evaluate("d => d.open") is False
 
 
 def test_shows_matches_whole_numbers_only():
     assert shows("Capacity of image: grpc/sync 61.8 req/s", "61.8")
     assert shows("10,884 requests", "10,884")
+    assert shows("dense grpc 1041 1023–1052", "1023–1052")
     assert not shows("161.85 req/s", "61.8")
     assert not shows("61.85 req/s", "61.8")
     assert not shows("10,884 requests", "884")

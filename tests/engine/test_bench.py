@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import free_ports
-from tests.locust_runs import REPO
+from tests.locust_runs import REPO, error_lines
 from tritonload.cli.bench import Matrix
 from tritonload.core.config import Target
 from tritonload.core.errors import UsageError
@@ -127,6 +127,17 @@ def test_bad_matrix_files_are_one_line(tmp_path, content, fragment):
         Matrix.from_file(path)
 
 
+def test_bench_with_no_stage_left_is_one_line(tmp_path):
+    """Refused before any server starts."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tritonload.cli", "bench", "-o", str(tmp_path / "b"),
+         "--no-capacity", "--no-cells"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert error_lines(proc.stderr) == [
+        "tritonload: error: nothing to run: --no-capacity and --no-cells together"]
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.integration
 def test_small_bench_writes_report_and_headline(tmp_path):
     http, grpc, metrics = free_ports(start=19200)
@@ -135,7 +146,7 @@ def test_small_bench_writes_report_and_headline(tmp_path):
         [sys.executable, "-m", "tritonload.cli", "bench", "-o", str(out), "--protocols", "http",
          "--modes", "sync,async", "--batching", "on,off", "--levels", "4", "--max-in-flight", "4",
          "--mix", "recommender:1", "--warmup", "1", "--window", "1", "--max-windows", "4",
-         "--repetitions", "1", "--framings", "equal-in-flight",
+         "--repetitions", "1", "--framings", "equal-in-flight", "--no-capacity",
          "--models", "recommender,recommender_nobatch",
          "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
         capture_output=True, text=True, timeout=600, cwd=REPO)
@@ -156,8 +167,17 @@ def test_small_bench_writes_report_and_headline(tmp_path):
         assert verdict in (stability["stable"], None), (run_dir.name, windows)
         assert stability["stable"] or len(windows) == 4, (run_dir.name, windows)
     assert {p.name for p in out.iterdir()} >= {"report.html", "report.md", "report.json"}
-    assert "headline" in proc.stdout and "recommender" in proc.stdout
-    assert "batching gain" in proc.stdout
+    # The terminal prints the answer's tables (here only sync vs async: no capacity search,
+    # so no capacity or batching block); the matrix's batching on/off comparison is in the
+    # report.
+    assert "Sync vs async, in both framings" in proc.stdout, proc.stdout
+    assert "0 capacity searches, 4 comparison runs" in proc.stdout
+    assert "stage 1/3" not in proc.stdout and "report: " in proc.stdout
+    data = json.loads((out / "report.json").read_text())
+    assert data["answer"]["models"] == [] and data["capacity"]["searches"] == []
+    gains = [r for r in data["batching"] if r["model"] == "recommender"]
+    assert [(r["mode"], r["load_level"]) for r in gains] == [("async", 4), ("sync", 4)], gains
+    assert all(r["throughput_gain"] is not None for r in gains)
 
 
 def _agree(windows: list[tuple[float, float]], tolerance: float = 0.1) -> bool | None:
@@ -190,7 +210,8 @@ def test_repetitions_run_interleaved_and_pair_in_both_framings(tmp_path):
         [sys.executable, "-m", "tritonload.cli", "bench", "-o", str(out), "--matrix", str(matrix),
          "--protocols", "grpc", "--modes", "sync,async", "--batching", "on", "--levels", "4",
          "--max-in-flight", "8", "--mix", "recommender:1", "--warmup", "0.5", "--window", "1",
-         "--max-windows", "2", "--repetitions", "2", "--seed", "3", "--models", "recommender",
+         "--max-windows", "2", "--repetitions", "2", "--seed", "3", "--no-capacity",
+         "--models", "recommender",
          "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
         capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -23,7 +23,7 @@ from pathlib import Path
 from tritonload.cli.console import console
 from tritonload.cli.headless import LOCUSTFILES, LocustRun
 from tritonload.core.config import Target
-from tritonload.core.errors import UsageError
+from tritonload.core.errors import AlreadyReported, UsageError
 from tritonload.core.knee import Knee, Probe, SearchLimits, knee, next_rate, probe_of
 from tritonload.core.numbers import completion_ns, in_window, numbers_of, run_window
 from tritonload.core.rundir import json_ready, read_records, read_run_json, write_json_atomic
@@ -173,7 +173,7 @@ def run_searches(searches: Sequence[Search], target: Target, timing: ProbeTiming
             label = f"capacity {search.label} @ {rate:.0f} req/s"
             code = search.job(target, rate, timing).execute(label=label)
             if code == 2 or not (run_dir / "run.json").exists():
-                raise UsageError(f"capacity probe {label} produced no run; see the line above")
+                raise AlreadyReported()  # the child said why, in one line
             probe = search.record(run_dir, rate)
             console.print(_probe_line(search, probe), markup=False)
             search.write()

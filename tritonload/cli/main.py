@@ -10,12 +10,24 @@ from tritonload import __version__
 from tritonload.core.errors import TritonloadError, print_error
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a bad flag value said in one line (exit 2) instead of usage + error.
+
+    Sub-command parsers inherit the class, so every command behaves the same; ``--help``
+    still shows the full usage.
+    """
+
+    def error(self, message: str) -> None:  # noqa: D102 - argparse's hook
+        print_error(f"{self.prog}: {message} (see {self.prog} --help)")
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, one sub-parser per command."""
     from tritonload.analysis import cli as analysis_cli
     from tritonload.cli.commands import bench, capacity, payload, probe, run, serve, sweep
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="tritonload",
         description="Load testing for NVIDIA Triton Inference Server, built on Locust.",
     )
@@ -45,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except TritonloadError as exc:
-        print_error(str(exc))
+        if str(exc):  # AlreadyReported: the child's own line is on screen
+            print_error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         print_error("interrupted")

@@ -30,6 +30,13 @@ class ServerError(TritonloadError):
     """The embedded server could not start or the target server is unusable."""
 
 
+class AlreadyReported(TritonloadError):
+    """A failure whose one line a child process already printed: exit 2, say nothing more."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+
 def print_error(message: str) -> None:
     """The single line a user sees for a bad input or an unusable server, on stderr."""
     sys.stderr.write(f"{ERROR_PREFIX}{' '.join(message.split())}\n")
