@@ -61,10 +61,11 @@ def test_comparisons_cover_every_headline_with_stable_keys(repro):
 
 def test_identical_runs_agree_everywhere(repro):
     result = repro.agreement(_answer(), _answer())
-    assert (result.agree, result.agree_total) == (6, 6)
-    assert (result.inside, result.inside_total) == (5, 5)  # the config has no interval
+    assert (result.agree, result.agree_total) == (5, 5)  # the config is counted apart
+    assert (result.configs_same, result.configs_close, result.configs_total) == (1, 1, 1)
+    assert (result.inside, result.inside_total) == (5, 5)
     assert result.meets_target() and result.meets_bar()
-    assert repro.share(result.agree, result.agree_total) == "6/6 (100%)"
+    assert repro.share(result.agree, result.agree_total) == "5/5 (100%)"
 
 
 def test_flipped_verdict_and_value_outside_the_interval(repro):
@@ -82,7 +83,9 @@ def test_flipped_verdict_and_value_outside_the_interval(repro):
     config = rows["recommended config recommender/grpc"]
     assert not config.agree and config.inside is None
     result = repro.agreement(_answer(), two)
-    assert (result.agree, result.agree_total, result.inside, result.inside_total) == (4, 6, 4, 5)
+    assert (result.agree, result.agree_total, result.inside, result.inside_total) == (4, 5, 4, 5)
+    # 200 → 300 µs is beyond ±15%: not identical, not close; and not a verdict.
+    assert (result.configs_same, result.configs_close, result.configs_total) == (0, 0, 1)
     assert not result.meets_target() and not result.meets_bar()
 
 
@@ -98,7 +101,7 @@ def test_a_comparison_missing_in_one_run_disagrees_and_is_listed(repro):
                        ("sync/async throughput equal-in-flight grpc @4", True),
                        ("sync/async p95 equal-in-flight grpc @4", True)}
     assert all(not r.agree and r.inside is False for r in result.missing)
-    assert (result.agree, result.agree_total) == (5, 8)
+    assert (result.agree, result.agree_total) == (4, 7)  # the identical config is apart
     assert (result.inside, result.inside_total) == (4, 7)
 
 
