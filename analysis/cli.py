@@ -44,10 +44,14 @@ def add_report_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p = subparsers.add_parser(
         "report",
         help="capacity-planning report (HTML, Markdown, JSON) from run directories",
-        description="Analyse run directories and write report.html, report.md and "
-        "report.json.",
+        description="Analyse run directories (and capacity searches, --capacity) and write "
+        "report.html, report.md and report.json. A bench's output re-renders with "
+        "`report OUT/runs/* --capacity OUT/capacity -o OUT --slo-p95-ms 50`.",
     )
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run directories")
+    p.add_argument("--capacity", default=None, metavar="DIR",
+                   help="a directory of capacity searches (*/search.json, "
+                   "recommendations.json), e.g. a bench's OUT/capacity")
     p.add_argument("-o", "--out", required=True, metavar="OUT", help="output directory")
     p.add_argument("--slo-p95-ms", type=positive_number, metavar="X",
                    help="P95 objective in ms (enables the max-load and replica plan)")
@@ -122,10 +126,14 @@ def write_report_for(run_dirs: Sequence[str | Path], out_dir: str | Path, *,
 def run_report(args: argparse.Namespace) -> int:
     """Execute ``report``: load, analyse, write the three files, print where they are."""
     _check_bootstrap(args.bootstrap)
+    if not args.run_dirs and not args.capacity:
+        raise UsageError("report: give run directories, --capacity DIR, or both")
+    if args.capacity and not Path(args.capacity).is_dir():
+        raise UsageError(f"--capacity {args.capacity}: no such directory")
     _, paths = write_report_for(
         args.run_dirs, args.out, force=args.force, n_boot=args.bootstrap, seed=args.seed,
-        slo_p95_ms=args.slo_p95_ms, target_rps=args.target_rps, headroom=args.headroom,
-        max_error_rate=args.max_error_rate,
+        capacity_dir=args.capacity, slo_p95_ms=args.slo_p95_ms, target_rps=args.target_rps,
+        headroom=args.headroom, max_error_rate=args.max_error_rate,
     )
     for kind in ("html", "md", "json"):
         sys.stdout.write(f"{kind:>4}: {paths[kind]}\n")
