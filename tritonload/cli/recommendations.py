@@ -13,16 +13,14 @@ capacity before and after.
 
 from __future__ import annotations
 
-import argparse
-import copy
 import dataclasses
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from tritonload.analysis.recommend import model_config, recommend_from_probes
 from tritonload.cli.capacity import ProbeTiming, Search, run_searches
-from tritonload.cli.commands.target_options import target_from_args
 from tritonload.cli.console import console
 from tritonload.cli.headless import LOCUSTFILES, LocustRun
 from tritonload.core.config import Target
@@ -37,10 +35,15 @@ RESTART_SHARE = 0.9
 WARM_UP_S = 5
 
 
-def recommend_and_check(before: Sequence[Search], args: argparse.Namespace,
+def recommend_and_check(before: Sequence[Search],
+                        restart: Callable[[list[str]], AbstractContextManager[Target]] | None,
                         limits: SearchLimits, timing: ProbeTiming, out: Path,
                         budget_s: float | None) -> list[dict]:
-    """Recommend for every batching search in ``before``; check on a reconfigured server."""
+    """Recommend for every batching search in ``before``; check on a reconfigured server.
+
+    ``restart(overrides)`` starts the embedded server with extra ``--set`` overrides (and
+    stops it on exit); None when the server cannot be reconfigured (``--url``).
+    """
     rows: list[dict] = []
     checks: list[tuple[dict, Search]] = []
     overrides: list[str] = []
@@ -72,15 +75,13 @@ def recommend_and_check(before: Sequence[Search], args: argparse.Namespace,
                            search.out, label=f"{search.label}-recommended",
                            tags={**search.tags, "config": "recommended"})
             checks.append((row, after))
-    if checks and args.url:
+    if checks and restart is None:
         console.print("batching check skipped: a --url server cannot be reconfigured from here; "
                       "the recommendations are predictions only")
     elif checks:
         console.print(f"checking {len(checks)} recommended batching configs "
                       f"({', '.join(overrides)})", markup=False)
-        again = copy.copy(args)
-        again.overrides = [*args.overrides, *overrides]
-        with target_from_args(again) as target:
+        with restart(overrides) as target:
             _warm_up([s for _, s in checks], target, out)
             run_searches([s for _, s in checks], target, timing, budget_s)
         for row, search in checks:

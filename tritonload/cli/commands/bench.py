@@ -17,6 +17,7 @@ windows; the capacity stage and the check are what its headline needs.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from pathlib import Path
@@ -158,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         if searches and not args.no_check:
             console.print("stage 3/3: batching recommendations, checked")
-            recommend_and_check(searches, args, limits, timing, capacity_dir, budget)
+            recommend_and_check(searches, None if args.url else _restarter(args), limits,
+                                timing, capacity_dir, budget)
     if results:
         print_table(results, title=f"runs ({(time.monotonic() - started) / 60:.1f} min)")
     run_dirs = [out / "runs" / r["cell"] for r in results if r["status"] != "failed"]
@@ -171,6 +173,15 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"report: {paths['html']}  ({paths['md'].name}, {paths['json'].name})  "
                   f"in {(time.monotonic() - started) / 60:.1f} min")
     return 0
+
+
+def _restarter(args: argparse.Namespace):
+    """``restart(overrides)``: the embedded server of ``args`` with more ``--set`` overrides."""
+    def restart(overrides: list[str]):
+        again = copy.copy(args)
+        again.overrides = [*args.overrides, *overrides]
+        return target_from_args(again)
+    return restart
 
 
 def _run_cells(runs: list, target: Target, out: Path) -> list[dict[str, str]] | None:
