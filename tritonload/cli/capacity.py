@@ -191,13 +191,6 @@ def _probe_line(search: Search, probe: Probe) -> str:
             f"errors {probe.error_rate:.1%}: {verdict}")
 
 
-def read_search(path: Path) -> dict:
-    """A search.json (for tests and tools; the analysis reads it itself)."""
-    import json
-
-    return json.loads(Path(path).read_text())
-
-
 def searches_for(models: Sequence[str], protocols: Sequence[str], batching: Sequence[str],
                  limits: SearchLimits, out: Path, config: str = "current") -> list[Search]:
     """One search per model × protocol × batching (off: the model's ``_nobatch`` twin)."""
