@@ -8,6 +8,7 @@ each user reads it there in ``on_start``. Users never import the session, so the
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,14 +62,40 @@ class RunContext:
     arrivals: ArrivalLedger  # the process's open-loop ledger (a shared sink, reset per test)
 
 
+PENDING = "tritonload_context_pending"
+
+
+def expect(environment: Any) -> None:
+    """The session's pre-flight has begun: users wait for `attach` instead of failing."""
+    setattr(environment, PENDING, True)
+
+
 def attach(environment: Any, context: RunContext) -> None:
     """Make the context available to the environment's users."""
     setattr(environment, ATTRIBUTE, context)
+    setattr(environment, PENDING, False)
+
+
+#: How long a user waits for the session's pre-flight to attach the context.
+CONTEXT_WAIT_S = 30.0
 
 
 def context_of(environment: Any) -> RunContext:
-    """The context the session attached to the environment."""
+    """The context the session attached to the environment.
+
+    On a Locust worker the runner connects, and may be told to spawn users, while the
+    ``init`` pre-flight is still talking to the server (gevent runs both): a user can start
+    before the context exists. It then waits for it, for at most `CONTEXT_WAIT_S`. Seen with
+    ``--processes 2``: in 1 of 4 runs, a worker's users failed with "not installed".
+    """
+    import gevent
+
     context = getattr(environment, ATTRIBUTE, None)
+    deadline = time.monotonic() + CONTEXT_WAIT_S
+    while context is None and getattr(environment, PENDING, False) \
+            and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+        context = getattr(environment, ATTRIBUTE, None)
     if context is None:
         raise UsageError("tritonload is not installed: call tritonload.session.install(events) "
                          "in the locustfile")

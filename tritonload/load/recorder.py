@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,13 @@ HDR_MAX_US = 3_600_000_000  # one hour
 class Recorder:
     """Collects one row per request event and streams them to ``<run_dir>/requests/``."""
 
-    def __init__(self, run_dir: str | Path, flush_rows: int = 50_000, worker: str = "local"):
-        self.run_dir = Path(run_dir)
+    def __init__(self, run_dir: str | Path | None, flush_rows: int = 50_000,
+                 worker: str = "local",
+                 write_part: Callable[[dict[str, list[Any]]], None] | None = None):
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        # Where a full buffer goes: a Parquet part in the run directory, or (on a Locust
+        # worker) a message to the master (`tritonload.load.distributed`).
+        self.write_part = write_part or self._write_parquet_part
         self.flush_rows = flush_rows
         self.worker = worker
         self.count = 0
@@ -87,15 +93,38 @@ class Recorder:
         rows = len(self._columns["start_ns"])
         if not rows:
             return
-        path = write_request_part(self.run_dir, self._parts, self._columns)
-        self._parts += 1
+        self.write_part(self._columns)
         # Rows the live window has not taken yet outlive the buffer they were in.
         self._live_latencies += self._columns["latency_us"][self._live_from:]
         self._live_oks += self._columns["ok"][self._live_from:]
         for values in self._columns.values():
             values.clear()
         self._live_from = 0
-        log.debug("wrote %d request records to %s", rows, path)
+        log.debug("wrote %d request records", rows)
+
+    def _write_parquet_part(self, columns: dict[str, list[Any]]) -> None:
+        write_request_part(self.run_dir, self._parts, columns)
+        self._parts += 1
+
+    def add_records(self, columns: dict[str, list[Any]]) -> None:
+        """Rows recorded elsewhere (a worker's batch, on the master), as if seen here."""
+        buffer = self._columns
+        for name, values in columns.items():
+            buffer[name].extend(values)
+        n = len(columns["start_ns"])
+        self.count += n
+        for name, latency, ok, kind in zip(columns["model"], columns["latency_us"],
+                                           columns["ok"], columns["error_kind"], strict=True):
+            self.per_model[name] += 1
+            if ok:
+                histogram = self.histograms.get(name)
+                if histogram is None:
+                    histogram = self.histograms[name] = HdrHistogram(1, HDR_MAX_US, 3)
+                histogram.record_value(max(1, min(int(latency), HDR_MAX_US)))
+            else:
+                self.errors[kind or "other"] += 1
+        if len(buffer["start_ns"]) >= self.flush_rows:
+            self.flush()
 
     def take_live_window(self) -> tuple[list[float], list[bool]]:
         """Every request recorded since the last call, in order: ``(latencies_us, oks)``.

@@ -12,6 +12,11 @@ A locustfile calls ``install(events)`` once. Then, in Locust's lifecycle:
   CSVs and the final run.json.
 * ``quitting``: stop the runner first (so the last records land), judge the SLOs
   (`tritonload.load.gate`), then stop the embedded server.
+
+Under Locust's master/worker mode (`tritonload.load.distributed`) the master owns the run
+directory, the sampler and run.json, and takes in the workers' records; a worker only records
+and forwards. The lifecycle listeners are registered before the pre-flight's first request,
+since a worker can be told to spawn while that request is in flight.
 """
 
 from __future__ import annotations
@@ -31,7 +36,14 @@ from tritonload.core.config import parse_pairs
 from tritonload.core.errors import TritonloadError, UsageError, print_error
 from tritonload.core.rundir import new_run_id, unique_dir, write_arrivals, write_run_json
 from tritonload.core.slo import Slo, parse_slos
-from tritonload.load.context import attach
+from tritonload.load.context import attach, expect
+from tritonload.load.distributed import (
+    DONE_MESSAGE,
+    WORKER_FLUSH_ROWS,
+    Collector,
+    Forwarder,
+    role,
+)
 from tritonload.load.gate import SloGate
 from tritonload.load.live import LiveTicker, StabilityWindows
 from tritonload.load.options import add_options, option
@@ -56,11 +68,16 @@ def _on_init(environment: Any, **_: Any) -> None:
         tags = parse_pairs(option(options, "tag", []), "--tag", "KEY=VALUE")
         slos = parse_slos(option(options, "slo", []), option(options, "min_rps", None))
         session = LoadSession(environment, slos, tags)
+        # Before any I/O: a worker's runner is already listening, and the master may tell it
+        # to spawn while the pre-flight below waits on the server. Its test_start must find
+        # the listeners, and its users must wait for the context.
+        session.register()
+        expect(environment)
         session.checks = preflight(environment)
     except TritonloadError as exc:
         print_error(str(exc))
         sys.exit(exc.exit_code)
-    session.register()
+    attach(environment, session.checks.context)
 
 
 def write_locust_csvs(environment: Any, run_dir: Path) -> None:
@@ -99,6 +116,9 @@ class LoadSession:
         self.checks: Preflight | None = None
         self.test: _Test | None = None
         self.last_run_dir: Path | None = None
+        self.role = "local"
+        self.worker_recorder: Recorder | None = None
+        self.collector: Collector | None = None
         self.warmup_s = float(option(self.options, "warmup", 0.0))
         self.window_s = float(option(self.options, "window", 0.0))
         self.stats_interval_s = float(option(self.options, "stats_interval", 1.0))
@@ -112,9 +132,12 @@ class LoadSession:
         StabilityRule(*self.stability_rule)  # validates: one line on a bad value
 
     def register(self) -> None:
-        """Attach the users' context and hook the run's lifecycle into Locust's events."""
+        """Hook the run's lifecycle into Locust's events (the context is attached later)."""
         environment, events = self.environment, self.environment.events
-        attach(environment, self.checks.context)
+        self.role = role(environment)
+        if self.role == "master":
+            self.collector = Collector(
+                environment.runner, lambda: self.test.recorder if self.test is not None else None)
         # Registered first so it runs last: Locust fires `quitting` in reverse order.
         SloGate(self.slos, lambda: self.last_run_dir).register(environment)
         events.test_start.add_listener(self._on_test_start)
@@ -133,11 +156,20 @@ class LoadSession:
             env.runner.quit()
 
     def _on_test_start(self, **_: Any) -> None:
+        if self.role == "worker":  # records go to the master; it owns the run directory
+            runner = self.environment.runner
+            recorder = Recorder(None, flush_rows=WORKER_FLUSH_ROWS,
+                                worker=str(getattr(runner, "client_id", "worker")),
+                                write_part=Forwarder(runner)).register(self.environment)
+            self.worker_recorder = recorder
+            return
         scenario = Path(str(option(self.options, "locustfile", "locust"))).stem
         run_id = new_run_id()
         run_dir = unique_dir(option(self.options, "run_dir", None)
                              or Path("runs") / f"{run_id}-{scenario}")
         self.checks.context.arrivals.clear()
+        if self.collector is not None:
+            self.collector.reset()
         recorder = Recorder(run_dir).register(self.environment)
         sampler = ServerStatsSampler(self.checks.admin, sorted(self.checks.context.payloads),
                                      run_dir, self.stats_interval_s)
@@ -153,6 +185,17 @@ class LoadSession:
         ticker.start()
 
     def _on_test_stop(self, **_: Any) -> None:
+        recorder, self.worker_recorder = self.worker_recorder, None
+        if recorder is not None:  # a worker: send what is left, before "client_stopped"
+            self.environment.events.request.remove_listener(recorder.on_request)
+            recorder.flush()
+            self.environment.runner.send_message(DONE_MESSAGE, {"rows": recorder.count})
+            return
+        if self.collector is not None and self.test is not None:
+            lost = self.collector.wait_for_workers()
+            if lost:
+                log.warning("no last batch from worker(s) %s", ", ".join(lost))
+            self.collector.wait_for_stats(self.environment.stats, self.test.recorder.count)
         test, self.test = self.test, None
         if test is None:
             return
