@@ -26,9 +26,15 @@ from tritonload.core.config import Target
 from tritonload.core.errors import AlreadyReported, UsageError
 from tritonload.core.knee import Knee, Probe, SearchLimits, knee, next_rate, probe_of
 from tritonload.core.numbers import completion_ns, in_window, numbers_of, run_window
-from tritonload.core.rundir import json_ready, read_records, read_run_json, write_json_atomic
+from tritonload.core.rundir import (
+    json_ready,
+    read_arrivals,
+    read_records,
+    read_run_json,
+    write_json_atomic,
+)
 from tritonload.core.schema import SEARCH_JSON
-from tritonload.core.validity import CLIENT_CPU_LIMIT, LATE_OR_DROPPED_LIMIT, run_validity
+from tritonload.core.validity import CLIENT_CPU_LIMIT, LATE_OR_DROPPED_LIMIT, judge
 from tritonload.server.fleet import NOBATCH_SUFFIX
 
 #: Warm-up of a search's first probe: a model that just loaded answered its first second of
@@ -136,7 +142,8 @@ def judge_probe(run_dir: Path, offered_rps: float, slo_p95_us: float) -> Probe:
                                records["latency_us"].to_numpy(), window)]
     ok = steady[steady["ok"]]
     done = completion_ns(ok["intended_start_ns"].to_numpy(), ok["latency_us"].to_numpy())
-    validity = run_validity(run_dir)
+    # The same window and numbers the probe is judged on; no second read of the run.
+    validity = judge(meta, window, read_arrivals(run_dir), numbers.total)
     probe = probe_of(numbers, offered_rps, slo_p95_us, done, run_dir=str(run_dir))
     # The generator's own failures make a probe say nothing about the server. A saturated
     # client always does: it smooths and lowers the load the server sees. Dropped sends do

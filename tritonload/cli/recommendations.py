@@ -54,10 +54,11 @@ def recommend_and_check(before: Sequence[Search],
         rec, cost, formation = recommend_from_probes(run_dirs, search.model,
                                                      limits.slo_p95_us)
         knee_before = search.result()
+        current = model_config(run_dirs[0], search.model)
         row = {"model": search.model, "protocol": search.protocol, "search": search.label,
                "status": rec.status,
-               "current": {"max_queue_delay_us": _config(run_dirs, search.model, "delay"),
-                           "preferred_batch_sizes": _config(run_dirs, search.model, "pref")},
+               "current": {"max_queue_delay_us": current["current_delay_us"],
+                           "preferred_batch_sizes": list(current["current_preferred"])},
                "recommended": {"max_queue_delay_us": rec.max_queue_delay_us,
                                "preferred_batch_sizes": [rec.preferred_batch_size]
                                if rec.preferred_batch_size else []},
@@ -111,11 +112,6 @@ def _warm_up(searches: list[Search], target: Target, out: Path) -> None:
     if job.execute(label=f"warming the restarted server up ({total:.0f} req/s)") == 2:
         raise AlreadyReported()
     shutil.rmtree(out / "_warm_up", ignore_errors=True)
-
-
-def _config(run_dirs: list[str], model: str, which: str) -> object:
-    config = model_config(run_dirs[0], model)
-    return config["current_delay_us"] if which == "delay" else list(config["current_preferred"])
 
 
 def _knee_summary(k: Knee) -> dict:
