@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tritonload.cli.console import console
-from tritonload.cli.headless import LOCUSTFILES, LocustRun
+from tritonload.cli.headless import LOCUSTFILES, LocustRun, Processes
 from tritonload.core.config import Target
 from tritonload.core.errors import AlreadyReported, UsageError
 from tritonload.core.knee import Knee, Probe, SearchLimits, knee, next_rate, probe_of
@@ -45,11 +45,12 @@ IN_FLIGHT_PER_SLO = 4
 
 
 @dataclass(frozen=True)
-class ProbeTiming:
-    """How long each probe runs."""
+class ProbePlan:
+    """How each probe runs: its warm-up and window, and the Locust processes that send it."""
 
     warmup_s: float = 1.0
     window_s: float = 2.0
+    processes: Processes = Processes()
 
     @property
     def duration_s(self) -> float:
@@ -83,7 +84,7 @@ class Search:
         """The next rate to probe, or None when done."""
         return next_rate(self.probes, self.limits)
 
-    def job(self, target: Target, rate: float, timing: ProbeTiming) -> LocustRun:
+    def job(self, target: Target, rate: float, timing: ProbePlan) -> LocustRun:
         """The open-loop probe at ``rate``; the first one warms a cold model up for longer."""
         if not self.probes:
             timing = dataclasses.replace(timing, warmup_s=max(timing.warmup_s,
@@ -99,8 +100,11 @@ class Search:
         for name, value in target.headers.items():
             options += ["--header", f"{name}={value}"]
         user_class = "Grpc" if self.protocol == "grpc" else "Http"
-        return LocustRun(LOCUSTFILES / "bench.py", target, self.probe_dir(rate), 1,
-                         timing.duration_s, user_classes=[user_class], options=options)
+        # One user per process: the rate is split over the users, and each worker needs one.
+        return LocustRun(LOCUSTFILES / "bench.py", target, self.probe_dir(rate),
+                         max(1, timing.processes.workers), timing.duration_s,
+                         user_classes=[user_class], options=options,
+                         processes=timing.processes)
 
     def probe_dir(self, rate: float) -> Path:
         """Run directory of the probe at ``rate`` (a repeated rate gets a suffix)."""
@@ -159,7 +163,7 @@ def judge_probe(run_dir: Path, offered_rps: float, slo_p95_us: float) -> Probe:
     return dataclasses.replace(probe, trusted=not spoiled, reasons=tuple(spoiled))
 
 
-def run_searches(searches: Sequence[Search], target: Target, timing: ProbeTiming,
+def run_searches(searches: Sequence[Search], target: Target, timing: ProbePlan,
                  budget_s: float | None = None) -> list[Knee]:
     """Probe every search, interleaved, until each is settled or the budget is spent.
 

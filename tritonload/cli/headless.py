@@ -55,6 +55,51 @@ def parse_duration(text: str) -> float:
     return total
 
 
+MASTER_PORT = 5557  # Locust's default
+
+
+@dataclass(frozen=True)
+class Processes:
+    """How many Locust processes send the load, and how they find each other.
+
+    One process by default. ``local=N``: Locust's ``--processes N``, N workers forked on this
+    host under a master. ``expect_workers=N``: a master (``--master``) that waits, at most
+    ``wait_s``, for N workers started elsewhere (``tritonload run --worker``). Either way the
+    master alone writes the run directory (`tritonload.load.distributed`).
+    """
+
+    local: int = 0
+    expect_workers: int = 0
+    port: int = MASTER_PORT
+    wait_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.local < 0 or self.expect_workers < 0:
+            raise UsageError("--processes and --expect-workers must be >= 0")
+        if self.local and self.expect_workers:
+            raise UsageError("--processes and --master do not mix: a master forks no workers "
+                             "of its own")
+        if not 0 < self.port < 65536:
+            raise UsageError(f"--master-port {self.port} is not in 1..65535")
+        if self.wait_s <= 0:
+            raise UsageError("--worker-wait must be > 0 s")
+
+    @property
+    def workers(self) -> int:
+        """Worker processes that send the load (0: the one process does)."""
+        return self.local or self.expect_workers
+
+    def locust_args(self) -> list[str]:
+        """The master's Locust flags."""
+        if self.local:
+            return ["--processes", str(self.local)]
+        if self.expect_workers:
+            return ["--master", "--expect-workers", str(self.expect_workers),
+                    "--expect-workers-max-wait", f"{self.wait_s:g}",
+                    "--master-bind-port", str(self.port)]
+        return []
+
+
 @dataclass
 class LocustRun:
     """One headless Locust run: what to start and where it writes."""
@@ -67,6 +112,7 @@ class LocustRun:
     spawn_rate: float | None = None
     user_classes: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)  # tritonload options (--mix, --mode, ...)
+    processes: Processes = field(default_factory=Processes)
 
     def command(self) -> list[str]:
         """The child's command line."""
@@ -76,7 +122,8 @@ class LocustRun:
                 "-u", str(self.users), "-r", f"{rate:g}",
                 "-t", f"{math.ceil(self.duration_s)}s",  # Locust takes whole seconds
                 "--host", self.target.as_url(), "--run-dir", str(self.run_dir),
-                *(["--embedded-target"] if self.target.embedded else []), *self.options]
+                *(["--embedded-target"] if self.target.embedded else []),
+                *self.processes.locust_args(), *self.options]
 
     def execute(self, label: str = "load") -> int:
         """Run to the end, showing progress; Ctrl-C stops the child cleanly.
@@ -87,7 +134,8 @@ class LocustRun:
         with progress_display(label, self.duration_s) as show:
             child = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
-            deadline = time.monotonic() + self.duration_s + GRACE_S
+            deadline = (time.monotonic() + self.duration_s + GRACE_S
+                        + (self.processes.wait_s if self.processes.expect_workers else 0.0))
             try:
                 while child.poll() is None:
                     if time.monotonic() > deadline:  # bounded, whatever happens in the child
@@ -113,6 +161,51 @@ class LocustRun:
                 and not (self.run_dir / "run.json").exists()):
             tail = "; ".join(stderr.strip().splitlines()[-3:])
             raise UsageError(f"locust exited with code {child.returncode}: {tail[:400]}")
+        return child.returncode
+
+
+@dataclass
+class LocustWorker:
+    """Locust worker process(es) for a master on another host (``tritonload run --worker``).
+
+    A worker needs no target and keeps no run directory: the master sends it the validated
+    context and receives its records. It is bounded by Locust itself: it exits when the
+    master quits, when the master's heartbeat stops for 60 s, or after 5 minutes of failing
+    to connect.
+    """
+
+    locustfile: Path
+    master_host: str
+    port: int = MASTER_PORT
+    processes: int = 0
+    user_classes: list[str] = field(default_factory=list)
+
+    def command(self) -> list[str]:
+        """The child's command line."""
+        return [sys.executable, "-m", "locust", "-f", str(self.locustfile), *self.user_classes,
+                "--worker", "--master-host", self.master_host, "--master-port", str(self.port),
+                "--loglevel", "WARNING",
+                *(["--processes", str(self.processes)] if self.processes else [])]
+
+    def execute(self) -> int:
+        """Send load until the master ends the run; Ctrl-C stops the worker cleanly."""
+        console.print(f"worker: sending load for the master at {self.master_host}:{self.port} "
+                      "(it writes the run directory)", markup=False)
+        child = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            _, stderr = child.communicate()
+        except KeyboardInterrupt:
+            child.send_signal(signal.SIGINT)
+            child.wait(timeout=30)
+            raise
+        reported = [ln for ln in stderr.splitlines() if ln.startswith(ERROR_PREFIX)]
+        for line in reported:
+            print_error(line.removeprefix(ERROR_PREFIX))
+        if child.returncode != 0 and not reported:
+            tail = "; ".join(stderr.strip().splitlines()[-3:])
+            raise UsageError(f"locust worker exited with code {child.returncode}: {tail[:400]}")
+        console.print("worker: the master ended the run", markup=False)
         return child.returncode
 
 

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from tritonload.analysis.recommend import model_config, recommend_from_probes
-from tritonload.cli.capacity import ProbeTiming, Search, run_searches
+from tritonload.cli.capacity import ProbePlan, Search, run_searches
 from tritonload.cli.console import console
 from tritonload.cli.headless import LOCUSTFILES, LocustRun
 from tritonload.core.config import Target
@@ -37,7 +37,7 @@ WARM_UP_S = 5
 
 def recommend_and_check(before: Sequence[Search],
                         restart: Callable[[list[str]], AbstractContextManager[Target]] | None,
-                        limits: SearchLimits, timing: ProbeTiming, out: Path,
+                        limits: SearchLimits, timing: ProbePlan, out: Path,
                         budget_s: float | None) -> list[dict]:
     """Recommend for every batching search in ``before``; check on a reconfigured server.
 

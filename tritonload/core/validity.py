@@ -6,10 +6,12 @@ describe the generator, not Triton. Every run therefore carries a verdict, judge
 same steady window as its numbers (`tritonload.core.numbers`), with one short reason per
 broken rule:
 
-* **Load generator saturated**: the client (Locust) process used ``>= CLIENT_CPU_LIMIT`` of
+* **Load generator saturated**: a client (Locust) process used ``>= CLIENT_CPU_LIMIT`` of
   one core over the window (run.json ``client_cpu``: process CPU time sampled against the
-  wall clock about once a second). A gevent process runs on one core; near 100% it sends
-  late and reads answers late, which shows up as server latency.
+  wall clock about once a second; under Locust's master/worker mode, also each worker's
+  ``workers.<id>.client_cpu``, and the busiest process counts). A gevent process runs on
+  one core; near 100% it sends late and reads answers late, which shows up as server
+  latency.
 * **Open loop behind schedule**: more than ``LATE_OR_DROPPED_LIMIT`` of the sends the
   schedule asked for in the window went out late (> 2 ms, `tritonload.load.arrivals`) or
   were dropped (``arrivals.parquet``; an interval counts when its midpoint lies in the
@@ -59,7 +61,7 @@ class Validity:
 
     valid: bool
     reasons: tuple[str, ...]
-    client_cpu_share: float  # process CPU s per wall s over the window (1.0 = one core)
+    client_cpu_share: float  # the busiest client process's CPU s per wall s (1.0 = one core)
     late_share: float  # late sends / scheduled sends in the window (open loop)
     dropped_share: float  # dropped sends / scheduled sends in the window (open loop)
     error_rate: float  # failed / all requests in the window
@@ -89,6 +91,16 @@ def client_cpu_share(client_cpu: object, window: Window) -> float:
         return math.nan
     cpu_lo, cpu_hi = np.interp([lo, hi], points[:, 0], points[:, 1])
     return float(max(cpu_hi - cpu_lo, 0.0) / ((hi - lo) / _NS))
+
+
+def client_cpu_shares(meta: Mapping[str, Any], window: Window) -> dict[str, float]:
+    """Each client process's CPU share over the window: ``"client"``, then every worker."""
+    shares = {"client": client_cpu_share(meta.get("client_cpu"), window)}
+    workers = meta.get("workers")
+    for name, worker in (workers.items() if isinstance(workers, Mapping) else ()):
+        if isinstance(worker, Mapping):
+            shares[f"worker {name}"] = client_cpu_share(worker.get("client_cpu"), window)
+    return shares
 
 
 def arrival_shares(arrivals: pd.DataFrame | Sequence[Mapping[str, int]] | None,
@@ -127,9 +139,11 @@ def judge(meta: Mapping[str, Any], window: Window,
     counts but not the latencies may pass an empty latency array.
     """
     reasons = []
-    cpu = client_cpu_share(meta.get("client_cpu"), window)
+    shares = client_cpu_shares(meta, window)
+    busiest = max(shares, key=lambda k: -1.0 if math.isnan(shares[k]) else shares[k])
+    cpu = shares[busiest]
     if cpu >= CLIENT_CPU_LIMIT:
-        reasons.append(f"load generator saturated: client CPU {cpu:.0%} of a core "
+        reasons.append(f"load generator saturated: {busiest} CPU {cpu:.0%} of a core "
                        f"(limit {CLIENT_CPU_LIMIT:.0%})")
     late, dropped = arrival_shares(arrivals, window)
     if late + dropped > LATE_OR_DROPPED_LIMIT:

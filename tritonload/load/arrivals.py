@@ -3,7 +3,8 @@
 A closed-loop user waits for each answer before sending the next, so a slow server quietly
 lowers the load it receives and hides its own queueing (coordinated omission). Here each
 user follows a schedule of intended send times (constant spacing or Poisson, at
-``rate / users`` per second), and latency counts from the *intended* time.
+``rate / users`` per second, ``users`` counted over every Locust worker of the run), and
+latency counts from the *intended* time.
 
 When the generator cannot keep up (all ``max_in_flight`` slots busy), a send waits for a
 slot at most until the next send is due: it then goes out late (counted as ``late``), or is
@@ -71,6 +72,13 @@ class ArrivalLedger:
         """Count ``scheduled``, ``late`` or ``dropped`` in the interval holding ``wall_ns``."""
         self.counts[wall_ns // self.interval_ns][event] += 1
 
+    def add_rows(self, rows: list[dict[str, int]]) -> None:
+        """Add another ledger's `rows` (a worker's, on the master), interval by interval."""
+        for row in rows:
+            counter = self.counts[int(row["t_start_ns"]) // self.interval_ns]
+            for event in ("scheduled", "late", "dropped"):
+                counter[event] += int(row[event])
+
     def clear(self) -> None:
         """Forget every count (a new test starts)."""
         self.counts.clear()
@@ -97,9 +105,9 @@ def wall_and_perf_now() -> tuple[int, int]:
 class OpenLoopSchedule:
     """Drives one user's open-loop sends: its share of the rate, on its own schedule."""
 
-    def __init__(self, user: Any, ledger: ArrivalLedger) -> None:
+    def __init__(self, user: Any, ledger: ArrivalLedger, rate_users: int | None = None) -> None:
         runner = user.environment.runner
-        users = max(1, int(getattr(runner, "target_user_count", 0) or 1))
+        users = max(1, int(rate_users or getattr(runner, "target_user_count", 0) or 1))
         settings = user.settings
         self.user = user
         self.ledger = ledger

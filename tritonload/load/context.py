@@ -30,7 +30,7 @@ class UserSettings:
     mix: ModelMix
     mode: str
     max_in_flight: int
-    rate: float | None = None  # open loop: total requests per second of this process
+    rate: float | None = None  # open loop: total requests per second of the run
     arrival: str = "poisson"
     timeout_s: float = 30.0
     headers: Mapping[str, str] = field(default_factory=dict)  # the class's own; --header wins
@@ -60,6 +60,9 @@ class RunContext:
     settings: Mapping[type, UserSettings]
     seed: int
     arrivals: ArrivalLedger  # the process's open-loop ledger (a shared sink, reset per test)
+    #: Users the open-loop rate is split over: the whole run's, on a Locust worker (sent by
+    #: the master); None in a single process, which divides by its own target user count.
+    rate_users: int | None = None
 
 
 PENDING = "tritonload_context_pending"

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import gevent
 import numpy as np
+from hdrh.histogram import HdrHistogram
 
 from tritonload.core.numbers import Numbers, summarize
 from tritonload.core.rundir import write_json_atomic
 from tritonload.core.schema import LIVE_JSON
-from tritonload.load.recorder import Recorder
+from tritonload.load.recorder import Recorder, histogram_percentile_ms
 from tritonload.load.stability import StabilityRule
 
 
@@ -80,8 +81,12 @@ class LiveTicker:
 
     def __init__(self, recorder: Recorder, run_dir: Path, started_ns: int,
                  stability: StabilityWindows | None, on_done: Callable[[], None],
-                 period_s: float = 1.0) -> None:
+                 period_s: float = 1.0,
+                 histograms: Callable[[], Mapping[str, HdrHistogram]] | None = None) -> None:
         self.recorder = recorder
+        # Per-model latency histograms since the start: the recorder's own, or on a Locust
+        # master the merge of its workers' (`tritonload.load.distributed.Collector`).
+        self.histograms = histograms or (lambda: recorder.histograms)
         self.path = Path(run_dir) / LIVE_JSON
         self.started_ns = started_ns
         self.stability = stability
@@ -126,6 +131,6 @@ class LiveTicker:
             "errors": sum(recorder.errors.values()),
             "windows": len(self.stability.rule.history) if self.stability else None,
             # Since the start, per model, from the HDR histograms (µs, 3 digits).
-            "p95_ms_by_model": {m: recorder.percentile_ms(m, 95)
-                                for m in sorted(recorder.histograms)},
+            "p95_ms_by_model": {m: histogram_percentile_ms(h, 95)
+                                for m, h in sorted(self.histograms().items())},
         })

@@ -37,13 +37,7 @@ from tritonload.core.errors import TritonloadError, UsageError, print_error
 from tritonload.core.rundir import new_run_id, unique_dir, write_arrivals, write_run_json
 from tritonload.core.slo import Slo, parse_slos
 from tritonload.load.context import attach, expect
-from tritonload.load.distributed import (
-    DONE_MESSAGE,
-    WORKER_FLUSH_ROWS,
-    Collector,
-    Forwarder,
-    role,
-)
+from tritonload.load.distributed import Collector, Worker, role
 from tritonload.load.gate import SloGate
 from tritonload.load.live import LiveTicker, StabilityWindows
 from tritonload.load.options import add_options, option
@@ -73,6 +67,8 @@ def _on_init(environment: Any, **_: Any) -> None:
         # the listeners, and its users must wait for the context.
         session.register()
         expect(environment)
+        if session.role == "worker":  # the master validates, and sends the context
+            return
         session.checks = preflight(environment)
     except TritonloadError as exc:
         print_error(str(exc))
@@ -117,7 +113,7 @@ class LoadSession:
         self.test: _Test | None = None
         self.last_run_dir: Path | None = None
         self.role = "local"
-        self.worker_recorder: Recorder | None = None
+        self.worker: Worker | None = None
         self.collector: Collector | None = None
         self.warmup_s = float(option(self.options, "warmup", 0.0))
         self.window_s = float(option(self.options, "window", 0.0))
@@ -137,7 +133,10 @@ class LoadSession:
         self.role = role(environment)
         if self.role == "master":
             self.collector = Collector(
-                environment.runner, lambda: self.test.recorder if self.test is not None else None)
+                environment, lambda: self.test.recorder if self.test is not None else None,
+                lambda: self.checks.context.arrivals)
+        elif self.role == "worker":
+            self.worker = Worker(environment)
         # Registered first so it runs last: Locust fires `quitting` in reverse order.
         SloGate(self.slos, lambda: self.last_run_dir).register(environment)
         events.test_start.add_listener(self._on_test_start)
@@ -156,27 +155,27 @@ class LoadSession:
             env.runner.quit()
 
     def _on_test_start(self, **_: Any) -> None:
-        if self.role == "worker":  # records go to the master; it owns the run directory
-            runner = self.environment.runner
-            recorder = Recorder(None, flush_rows=WORKER_FLUSH_ROWS,
-                                worker=str(getattr(runner, "client_id", "worker")),
-                                write_part=Forwarder(runner)).register(self.environment)
-            self.worker_recorder = recorder
+        if self.worker is not None:  # records go to the master; it owns the run directory
+            self.worker.start_test()
             return
         scenario = Path(str(option(self.options, "locustfile", "locust"))).stem
         run_id = new_run_id()
         run_dir = unique_dir(option(self.options, "run_dir", None)
                              or Path("runs") / f"{run_id}-{scenario}")
         self.checks.context.arrivals.clear()
-        if self.collector is not None:
-            self.collector.reset()
         recorder = Recorder(run_dir).register(self.environment)
+        histograms = None
+        if self.collector is not None:  # before Locust's spawn messages, on the same socket
+            self.collector.start_test(self.checks.context,
+                                      int(self.environment.runner.target_user_count or 0))
+            histograms = self.collector.merged_histograms
         sampler = ServerStatsSampler(self.checks.admin, sorted(self.checks.context.payloads),
                                      run_dir, self.stats_interval_s)
         stability = StabilityRule(*self.stability_rule) if self.window_s > 0 else None
         started_ns = time.time_ns()
         windows = StabilityWindows(stability, self.warmup_s, self.window_s) if stability else None
-        ticker = LiveTicker(recorder, run_dir, started_ns, windows, self.environment.runner.quit)
+        ticker = LiveTicker(recorder, run_dir, started_ns, windows, self.environment.runner.quit,
+                            histograms=histograms)
         self.test = _Test(run_id, scenario, run_dir, started_ns, recorder, sampler, ticker,
                           stability)
         self.last_run_dir = run_dir
@@ -185,17 +184,11 @@ class LoadSession:
         ticker.start()
 
     def _on_test_stop(self, **_: Any) -> None:
-        recorder, self.worker_recorder = self.worker_recorder, None
-        if recorder is not None:  # a worker: send what is left, before "client_stopped"
-            self.environment.events.request.remove_listener(recorder.on_request)
-            recorder.flush()
-            self.environment.runner.send_message(DONE_MESSAGE, {"rows": recorder.count})
+        if self.worker is not None:  # send what is left, before "client_stopped"
+            self.worker.stop_test()
             return
         if self.collector is not None and self.test is not None:
-            lost = self.collector.wait_for_workers()
-            if lost:
-                log.warning("no last batch from worker(s) %s", ", ".join(lost))
-            self.collector.wait_for_stats(self.environment.stats, self.test.recorder.count)
+            self.collector.finish(self.environment.stats)
         test, self.test = self.test, None
         if test is None:
             return
@@ -215,7 +208,8 @@ class LoadSession:
         if runner is not None and self.test is not None:
             runner.stop()  # stops users, fires test_stop: the last records are written
         self._on_test_stop()
-        self.checks.close()
+        if self.checks is not None:
+            self.checks.close()
 
     def _write_run_json(self, test: _Test, ended_ns: int | None) -> None:
         runner = self.environment.runner
@@ -227,4 +221,5 @@ class LoadSession:
             started_ns=test.started_ns, ended_ns=ended_ns, recorder=test.recorder,
             arrivals=self.checks.context.arrivals, stability=test.stability,
             stats_interval_s=self.stats_interval_s, tags=self.tags, slos=self.slos,
-            client_cpu=test.ticker.cpu))
+            client_cpu=test.ticker.cpu,
+            workers=self.collector.document() if self.collector is not None else None))

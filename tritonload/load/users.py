@@ -45,7 +45,8 @@ class TritonUser(User):
     * ``mode``: ``"sync"`` (one request in flight) or ``"async"`` (``--mode``)
     * ``max_in_flight``: requests in flight per user in async mode (``--max-in-flight``)
     * ``rate``, ``arrival``: open loop (``mode = "open"``): total requests per second of the
-      process, split evenly over its users, and ``"poisson"`` or ``"constant"`` spacing
+      run, split evenly over its users (on every worker), and ``"poisson"`` or
+      ``"constant"`` spacing
     * ``timeout_s``: per-request timeout in seconds (``--request-timeout``)
     * ``headers``: extra request headers, e.g. auth (``--header NAME=VALUE``)
     """
@@ -79,7 +80,7 @@ class TritonUser(User):
         self.pool = Pool(self.settings.max_in_flight) if self.settings.mode != "sync" else None
         self.fire = self.environment.events.request.fire
         if self.settings.mode == "open":
-            self.schedule = OpenLoopSchedule(self, context.arrivals)
+            self.schedule = OpenLoopSchedule(self, context.arrivals, context.rate_users)
 
     def on_stop(self) -> None:
         """Drop in-flight requests and close the connection, so the process can exit."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -29,11 +30,12 @@ from tritonload.cli.commands.capacity import (
     add_search_options,
     fresh_output,
     limits_from_args,
-    timing_from_args,
+    plan_from_args,
 )
+from tritonload.cli.commands.process_options import add_process_options
 from tritonload.cli.commands.target_options import add_target_options, target_from_args
 from tritonload.cli.console import console, print_table
-from tritonload.cli.headless import parse_duration
+from tritonload.cli.headless import Processes, parse_duration
 from tritonload.cli.headline import headline_tables
 from tritonload.cli.recommendations import recommend_and_check
 from tritonload.cli.signals import sigterm_raises_interrupt
@@ -109,6 +111,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_search_options(parser)
     parser.add_argument("--force", action="store_true", help="overwrite a non-empty --output")
     add_target_options(parser)
+    add_process_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -135,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     """Capacity, comparisons, the batching check, then the report."""
     matrix = matrix_from_args(args)
     limits = limits_from_args(args)
-    timing = timing_from_args(args)
+    timing = plan_from_args(args)
     budget = parse_duration(args.capacity_budget)
     out = fresh_output(args.output, "bench", args.force)
     capacity_dir = out / "capacity"
@@ -154,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
             if searches:
                 console.print(f"stage 1/3: capacity within P95 ≤ {args.slo_p95_ms:g} ms")
                 run_searches(searches, target, timing, budget)
-            results = _run_cells(runs, target, out) if runs else []
+            results = _run_cells(runs, target, out, timing.processes) if runs else []
         if results is None:
             return 2
         if searches and not args.no_check:
@@ -184,7 +187,8 @@ def _restarter(args: argparse.Namespace):
     return restart
 
 
-def _run_cells(runs: list, target: Target, out: Path) -> list[dict[str, str]] | None:
+def _run_cells(runs: list, target: Target, out: Path,
+               processes: Processes) -> list[dict[str, str]] | None:
     """Run the comparison matrix; None when a run refused its input (exit 2)."""
     console.print(f"stage 2/3: {len(runs)} comparison runs")
     started = time.monotonic()
@@ -194,7 +198,8 @@ def _run_cells(runs: list, target: Target, out: Path) -> list[dict[str, str]] | 
         done = time.monotonic() - started
         left_min = done / (i - 1) * (len(runs) - i + 1) / 60 if i > 1 else None
         eta = f", about {left_min:.1f} min left" if left_min is not None else ""
-        code = cell.job(target, run_dir).execute(label=f"[{i}/{len(runs)}] {cell.name}{eta}")
+        job = dataclasses.replace(cell.job(target, run_dir), processes=processes)
+        code = job.execute(label=f"[{i}/{len(runs)}] {cell.name}{eta}")
         results.append(_cell_row(cell.name, run_dir, code))
         if code == 2:  # the child said why, in one line
             return None

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tritonload.analysis.capacity import DEFAULT_HEADROOM, replicas_needed
 from tritonload.analysis.cli import write_report_for
-from tritonload.cli.capacity import ProbeTiming, Search, run_searches
+from tritonload.cli.capacity import ProbePlan, Search, run_searches
+from tritonload.cli.commands.process_options import add_process_options, processes_from_args
 from tritonload.cli.commands.target_options import add_target_options, target_from_args
 from tritonload.cli.console import console, print_table
 from tritonload.cli.headless import parse_duration
@@ -59,11 +60,11 @@ def limits_from_args(args: argparse.Namespace) -> SearchLimits:
                         precision=args.precision)
 
 
-def timing_from_args(args: argparse.Namespace) -> ProbeTiming:
-    """Probe warm-up and window."""
+def plan_from_args(args: argparse.Namespace) -> ProbePlan:
+    """Probe warm-up and window, and the processes that send each probe."""
     if args.probe_warmup < 0:
         raise UsageError("--probe-warmup must be >= 0")
-    return ProbeTiming(args.probe_warmup, args.probe_window)
+    return ProbePlan(args.probe_warmup, args.probe_window, processes_from_args(args))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -89,6 +90,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite a non-empty --output")
     add_search_options(parser)
     add_target_options(parser)
+    add_process_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -106,7 +108,7 @@ def fresh_output(path: str | None, default_prefix: str, force: bool) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Search, then print the answers."""
     limits = limits_from_args(args)
-    timing = timing_from_args(args)
+    timing = plan_from_args(args)
     budget = parse_duration(args.budget)
     args.models = args.models or DEFAULT_MODELS
     models = [m.strip() for m in args.models.split(",") if m.strip()]

@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 from tritonload.analysis.cli import write_report_for
+from tritonload.cli.commands.process_options import add_process_options, processes_from_args
 from tritonload.cli.commands.target_options import add_target_options, target_from_args
 from tritonload.cli.console import console, print_table
-from tritonload.cli.headless import LocustRun, parse_duration, resolve_scenario
+from tritonload.cli.headless import LocustRun, LocustWorker, parse_duration, resolve_scenario
 from tritonload.cli.signals import sigterm_raises_interrupt
 from tritonload.core.errors import UsageError
 from tritonload.core.numbers import RunNumbers, run_numbers
@@ -55,6 +56,17 @@ def load_options(args: argparse.Namespace) -> list[str]:
     return options
 
 
+def run_worker(args: argparse.Namespace, scenario: Path) -> int:
+    """``--worker``: Locust worker process(es) for the master at --master-host."""
+    if not args.master_host:
+        raise UsageError("--worker needs --master-host HOST")
+    if args.url or args.run_dir or args.report or args.slo or args.min_rps is not None:
+        raise UsageError("a --worker takes its target, run directory and SLOs from the "
+                         "master: drop --url, --run-dir, --report, --slo and --min-rps")
+    return LocustWorker(scenario, args.master_host, args.master_port, args.processes,
+                        args.user_class).execute()
+
+
 def numbers_table(numbers: RunNumbers) -> list[dict[str, str]]:
     """Per model and protocol: requests, errors, req/s and exact P50/P95/P99 (ms)."""
     rows = []
@@ -83,12 +95,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_load_options(parser)
     add_slo_options(parser.add_argument_group("SLO gates (exit code 3 on a breach)"))
     add_target_options(parser)
+    add_process_options(parser, multi_host=True)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run, summarise, judge."""
+    """Run, summarise, judge (or, with --worker, send load for a master)."""
     scenario = resolve_scenario(args.scenario)
+    if args.worker:
+        return run_worker(args, scenario)
+    processes = processes_from_args(args)
     slos = parse_slos(args.slo, args.min_rps)
     duration = parse_duration(args.duration)
     if args.users < 1:
@@ -98,7 +114,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"run directory {run_dir} already exists")
     with sigterm_raises_interrupt(), target_from_args(args) as target:
         job = LocustRun(scenario, target, run_dir, args.users, duration,
-                        user_classes=args.user_class, options=load_options(args))
+                        user_classes=args.user_class, options=load_options(args),
+                        processes=processes)
+        if processes.expect_workers:
+            console.print(f"master: waiting up to {processes.wait_s:g} s for "
+                          f"{processes.expect_workers} worker(s) on port {processes.port}",
+                          markup=False)
         code = job.execute(label=f"{scenario.stem} ({args.users} users)")
     if code == 2 or not (run_dir / "run.json").exists():
         return 2
