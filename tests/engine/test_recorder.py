@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -203,3 +204,25 @@ def test_achieved_mix(tmp_path):
     assert recorder.achieved_mix() == {"image_classifier": 0.2, "recommender": 0.3,
                                        "text_classifier": 0.5}
     assert list(recorder.achieved_mix()) == sorted(recorder.achieved_mix())
+
+
+def test_batches_from_workers_are_counted_written_and_windowed(tmp_path):
+    """The master's side: worker batches arrive as Arrow tables (`Recorder.add_batch`)."""
+    worker = Recorder(None, write_part=lambda columns: None)
+    feed = Feeder(worker)
+    for _ in range(3):
+        feed.send("recommender")
+    feed.send("text_classifier", error_kind="timeout")
+    batch = pa.table(worker._columns, schema=schema.REQUESTS)
+    master = Recorder(tmp_path / "run", flush_rows=6)
+    master.add_batch(batch)
+    assert master.count == 4
+    assert master.per_model == {"recommender": 3, "text_classifier": 1}
+    assert master.errors == {"timeout": 1}
+    latencies, oks = master.take_live_window()
+    assert latencies == batch.column("latency_us").to_pylist() and oks == [True] * 3 + [False]
+    assert not (tmp_path / "run" / schema.REQUESTS_DIR).exists()  # 4 rows < 6: buffered
+    master.add_batch(batch)  # 8 rows: written as one part
+    parts = sorted((tmp_path / "run" / schema.REQUESTS_DIR).iterdir())
+    assert len(parts) == 1 and pq.read_table(parts[0]).num_rows == 8
+    assert master.take_live_window()[0] == batch.column("latency_us").to_pylist()

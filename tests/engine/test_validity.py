@@ -68,6 +68,19 @@ def test_saturated_generator():
     assert v.reasons == ("load generator saturated: client CPU 97% of a core (limit 90%)",)
 
 
+def test_a_saturated_worker_spoils_a_distributed_run():
+    meta = {"client_cpu": _cpu(0.05),  # the master only collects
+            "workers": {"vm_a": {"state": "done", "client_cpu": _cpu(0.4)},
+                        "vm_b": {"state": "done", "client_cpu": _cpu(0.95)},
+                        "vm_c": {"state": "lost", "client_cpu": None}}}
+    v = judge(meta, WINDOW, None, _numbers())
+    assert v.client_cpu_share == pytest.approx(0.95)
+    assert v.reasons == ("load generator saturated: worker vm_b CPU 95% of a core "
+                         "(limit 90%)",)
+    meta["workers"]["vm_b"]["client_cpu"] = _cpu(0.5)
+    assert judge(meta, WINDOW, None, _numbers()).valid
+
+
 def test_cpu_threshold_is_inclusive():
     assert CLIENT_CPU_LIMIT == 0.90
     assert not judge({"client_cpu": _cpu(0.90)}, WINDOW, None, _numbers()).valid

@@ -97,29 +97,38 @@ class LiveTicker:
 
     def start(self) -> None:
         """Start ticking."""
+        self._last = time.monotonic()
         self.cpu.sample()
         self._greenlet = gevent.spawn(self._run)
 
     def stop(self) -> None:
-        """Stop ticking."""
+        """Stop ticking, with a last ``live.json`` that counts every request."""
         if self._greenlet is not None:
             self.cpu.sample()
             self._greenlet.kill()
             self._greenlet = None
+            self._tick()
 
     def _run(self) -> None:
-        last = time.monotonic()
         while True:
             gevent.sleep(self.period_s)
             self.cpu.sample()
-            latencies, oks = self.recorder.take_live_window()
-            now = time.monotonic()
-            elapsed_s = (time.time_ns() - self.started_ns) / 1e9
-            self._write(elapsed_s, summarize(latencies, oks, now - last))
-            last = now
-            if self.stability is not None and self.stability.add(elapsed_s, now, latencies, oks):
+            latencies, oks = self._tick()
+            if self.stability is not None and self.stability.add(
+                    self._elapsed_s(), time.monotonic(), latencies, oks):
                 gevent.spawn(self.on_done)
                 return
+
+    def _elapsed_s(self) -> float:
+        return (time.time_ns() - self.started_ns) / 1e9
+
+    def _tick(self) -> tuple[list, list]:
+        """Write ``live.json`` for the requests since the last tick; returns them."""
+        latencies, oks = self.recorder.take_live_window()
+        now = time.monotonic()
+        self._write(self._elapsed_s(), summarize(latencies, oks, now - self._last))
+        self._last = now
+        return latencies, oks
 
     def _write(self, elapsed_s: float, second: Numbers) -> None:
         recorder = self.recorder

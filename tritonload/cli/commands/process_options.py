@@ -36,7 +36,8 @@ def add_process_options(parser: argparse.ArgumentParser, multi_host: bool = Fals
                        help="be the master of a multi-host run: wait for --expect-workers "
                        "workers, then run, write the run directory and judge the SLOs")
     group.add_argument("--expect-workers", type=_count, default=None, metavar="N",
-                       help="with --master: workers to wait for")
+                       help="with --master: worker processes to wait for (a --worker with "
+                       "--processes P counts P)")
     group.add_argument("--worker-wait", type=positive_number, default=60.0, metavar="SECONDS",
                        help="with --master: give up when the workers have not all connected "
                        "by then (default 60)")
@@ -47,6 +48,18 @@ def add_process_options(parser: argparse.ArgumentParser, multi_host: bool = Fals
                        help="with --worker: the master's host")
     group.add_argument("--master-port", type=int, default=MASTER_PORT, metavar="PORT",
                        help=f"the master's port (default {MASTER_PORT})")
+
+
+def check_worker_args(args: argparse.Namespace) -> None:
+    """A ``--worker`` takes its target, run directory and SLOs from the master."""
+    if not args.master_host:
+        raise UsageError("--worker needs --master-host HOST")
+    given = [flag for flag, value in (("--url", args.url), ("--run-dir", args.run_dir),
+                                      ("--report", args.report), ("--slo", args.slo),
+                                      ("--min-rps", args.min_rps is not None)) if value]
+    if given:
+        raise UsageError(f"a --worker takes its target, run directory and SLOs from the "
+                         f"master: drop {', '.join(given)}")
 
 
 def processes_from_args(args: argparse.Namespace) -> Processes:

@@ -6,7 +6,11 @@ import argparse
 from pathlib import Path
 
 from tritonload.analysis.cli import write_report_for
-from tritonload.cli.commands.process_options import add_process_options, processes_from_args
+from tritonload.cli.commands.process_options import (
+    add_process_options,
+    check_worker_args,
+    processes_from_args,
+)
 from tritonload.cli.commands.target_options import add_target_options, target_from_args
 from tritonload.cli.console import console, print_table
 from tritonload.cli.headless import LocustRun, LocustWorker, parse_duration, resolve_scenario
@@ -58,11 +62,7 @@ def load_options(args: argparse.Namespace) -> list[str]:
 
 def run_worker(args: argparse.Namespace, scenario: Path) -> int:
     """``--worker``: Locust worker process(es) for the master at --master-host."""
-    if not args.master_host:
-        raise UsageError("--worker needs --master-host HOST")
-    if args.url or args.run_dir or args.report or args.slo or args.min_rps is not None:
-        raise UsageError("a --worker takes its target, run directory and SLOs from the "
-                         "master: drop --url, --run-dir, --report, --slo and --min-rps")
+    check_worker_args(args)
     return LocustWorker(scenario, args.master_host, args.master_port, args.processes,
                         args.user_class).execute()
 
