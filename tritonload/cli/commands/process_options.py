@@ -52,6 +52,8 @@ def add_process_options(parser: argparse.ArgumentParser, multi_host: bool = Fals
 
 def check_worker_args(args: argparse.Namespace) -> None:
     """A ``--worker`` takes its target, run directory and SLOs from the master."""
+    if args.master or args.expect_workers:
+        raise UsageError("--master and --worker do not mix")
     if not args.master_host:
         raise UsageError("--worker needs --master-host HOST")
     given = [flag for flag, value in (("--url", args.url), ("--run-dir", args.run_dir),
