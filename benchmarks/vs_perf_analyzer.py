@@ -45,6 +45,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cpu_time import busy_cpu, tree_cpu  # noqa: E402 (benchmarks/, the script's folder)
+
 PERF_ANALYZER = Path(os.environ.get("PERF_ANALYZER",
                                     ROOT.parent / "shared" / "peers" / "perf_analyzer.sh"))
 LOCUST = Path(sys.executable).with_name("locust")
@@ -89,23 +91,6 @@ class Measure:
     samples: list[Sample] = field(default_factory=list, repr=False)
 
 
-def _tree_cpu(proc: psutil.Process) -> float:
-    """CPU seconds (user + sys) of a process, its threads and its live children."""
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
-def _busy_cpu() -> float:
-    t = psutil.cpu_times()
-    return t.user + t.system + t.nice + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
-
-
 def _server_success(http_port: int) -> int:
     url = f"http://127.0.0.1:{http_port}/v2/models/{MODEL}/stats"
     with urllib.request.urlopen(url, timeout=5) as response:
@@ -127,12 +112,12 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self._halt.is_set():
             try:
-                client_cpu = _tree_cpu(self.client)
+                client_cpu = tree_cpu(self.client)
                 if not self.client.is_running() or self.client.status() == psutil.STATUS_ZOMBIE:
                     break
                 self.samples.append(Sample(time.time_ns(), client_cpu,
                                            _server_success(self.http_port),
-                                           _tree_cpu(self.server), _busy_cpu()))
+                                           tree_cpu(self.server), busy_cpu()))
             except (psutil.Error, OSError):
                 break
             self._halt.wait(self.period)

@@ -83,9 +83,14 @@ class TritonUser(User):
             self.schedule = OpenLoopSchedule(self, context.arrivals, context.rate_users)
 
     def on_stop(self) -> None:
-        """Drop in-flight requests and close the connection, so the process can exit."""
+        """Drop in-flight requests and close the connection, so the process can exit.
+
+        The senders die before the transport closes: a sender woken by an answer after a
+        non-blocking kill found no transport, failed at once without yielding, and so never
+        received the kill (1.5 million "failures" in 15 s, at 32 in flight per user).
+        """
         if self.pool is not None:
-            self.pool.kill(block=False)
+            self.pool.kill(block=True, timeout=5.0)
         if self.transport is not None:
             self.transport.close()
             self.transport = None
@@ -114,7 +119,7 @@ class TritonUser(User):
         Long-lived senders rather than a greenlet per request: spawning one cost about 65 µs
         of client CPU per request.
         """
-        while True:
+        while self.transport is not None:
             self.request()
 
     def request(self, intended_start_ns: int | None = None,
