@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tritonload.cli.headless import LocustRun, LocustWorker, Processes
@@ -49,3 +51,18 @@ def test_the_master_and_worker_command_lines():
     assert {"--worker", "--master-host", "10.1.2.3", "--master-port", "6000"} <= set(worker)
     assert worker[worker.index("--processes") + 1] == "4"
     assert "--host" not in worker and "--run-dir" not in worker  # the master sends both
+
+
+def test_bench_and_capacity_send_each_probe_from_the_processes_asked_for():
+    from tritonload.cli.capacity import Search
+    from tritonload.cli.commands.capacity import limits_from_args, plan_from_args
+    from tritonload.cli.main import build_parser
+
+    for command in ("bench", "capacity"):
+        args = build_parser().parse_args([command, "--processes", "3"])
+        plan = plan_from_args(args)
+        assert plan.processes == Processes(local=3)
+    search = Search("recommender", "grpc", limits_from_args(args), Path("out"))
+    job = search.job(Target("127.0.0.1", 8000, 8001), 900.0, plan)
+    assert job.users == 3  # one user per worker: the rate is split over the users
+    assert job.command()[job.command().index("--processes") + 1] == "3"
