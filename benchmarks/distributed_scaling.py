@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -64,7 +63,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cpu_time import busy_cpu, tree_cpu  # noqa: E402 (benchmarks/, the script's folder)
+from children import busy_cpu, stop_child, tree_cpu  # noqa: E402 (benchmarks/, the script's folder)
 
 TRITONLOAD = Path(sys.executable).with_name("tritonload")
 DEFAULT_MODEL = "recommender"
@@ -195,18 +194,6 @@ def _window(result: Result, samples: list[Sample], start_ns: int, end_ns: int) -
         result.server_cpu_us = result.server_cores / result.rps * 1e6
 
 
-def _stop_child(proc: subprocess.Popen, grace_s: float) -> None:
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def run_once(label: str, processes: int, round_no: int, args: argparse.Namespace,
              server: psutil.Process, workdir: Path) -> Result:
     """One bounded `tritonload run`, then its run directory read back."""
@@ -224,7 +211,7 @@ def run_once(label: str, processes: int, round_no: int, args: argparse.Namespace
                                 stdin=subprocess.DEVNULL)
         sampler = Sampler(server, proc.pid)
         sampler.start()
-        _stop_child(proc, args.duration + GRACE_S)
+        stop_child(proc, args.duration + GRACE_S)
         samples = sampler.stop()
     result.exit_code = proc.returncode
     if proc.returncode not in (0, 1):  # 1: Locust saw failed requests (counted below)

@@ -30,7 +30,6 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cpu_time import busy_cpu, tree_cpu  # noqa: E402 (benchmarks/, the script's folder)
+from children import busy_cpu, stop_child, tree_cpu  # noqa: E402 (benchmarks/, the script's folder)
 
 PERF_ANALYZER = Path(os.environ.get("PERF_ANALYZER",
                                     ROOT.parent / "shared" / "peers" / "perf_analyzer.sh"))
@@ -147,18 +146,6 @@ def _window(measure: Measure, samples: list[Sample], start_ns: int, end_ns: int)
     measure.samples = samples
 
 
-def _stop_child(proc: subprocess.Popen, grace_s: float) -> None:
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def run_tritonload(mode: str, args: argparse.Namespace, server: psutil.Process,
                    workdir: Path) -> Measure:
     """One headless Locust run; the window starts ``warmup`` s after its test_start."""
@@ -182,13 +169,13 @@ def run_tritonload(mode: str, args: argparse.Namespace, server: psutil.Process,
     while not (run_dir / "run.json").exists():  # written at test_start
         if proc.poll() is not None or time.monotonic() > deadline:
             sampler.stop()
-            _stop_child(proc, 0)
+            stop_child(proc, 0, interrupt_wait_s=10)
             measure.note = f"locust did not start (see {log.name})"
             return measure
         time.sleep(0.05)
     start_ns = time.time_ns() + int(args.warmup * 1e9)
     end_ns = start_ns + int(args.window * 1e9)
-    _stop_child(proc, duration + 30)
+    stop_child(proc, duration + 30, interrupt_wait_s=10)
     samples = sampler.stop()
     log.close()
     _window(measure, samples, start_ns, end_ns)
@@ -227,7 +214,7 @@ def run_perf_analyzer(mode: str, args: argparse.Namespace, server: psutil.Proces
     sampler.start()
     start_ns = time.time_ns() + int(args.warmup * 1e9)
     end_ns = start_ns + int(args.window * 1e9)
-    _stop_child(proc, 90)
+    stop_child(proc, 90, interrupt_wait_s=10)
     samples = sampler.stop()
     log.close()
     # perf_analyzer may finish before the window ends: then the window ends at its last sample.
