@@ -189,7 +189,6 @@ class Collector:
         self.recorder_of = recorder_of  # () -> the current test's Recorder, or None
         self.ledger_of = ledger_of  # () -> the run's ArrivalLedger
         self.workers: dict[str, WorkerRecord] = {}
-        self.late_rows = 0
         self._context: dict[str, Any] | None = None
         self.runner.register_message(RECORDS_MESSAGE, self.on_records)
         self.runner.register_message(DONE_MESSAGE, self.on_done)
@@ -222,8 +221,7 @@ class Collector:
         worker.host, worker.pid = msg.data.get("host", ""), msg.data.get("pid")
         worker.histograms = dict(msg.data.get("histograms") or {})
         recorder = self.recorder_of()
-        if recorder is None:  # a batch after the run was written: counted, not dropped silently
-            self.late_rows += table.num_rows
+        if recorder is None:  # a batch after the run was written: said, not dropped silently
             log.warning("%d records arrived after the run ended", table.num_rows)
             return
         worker.records += table.num_rows
