@@ -13,7 +13,7 @@ import pytest
 
 from tritonload.core import schema
 from tritonload.core.numbers import summarize
-from tritonload.load.recorder import Recorder
+from tritonload.load.recorder import Recorder, by_model, histogram_percentile_ms
 
 T0_NS = 1_700_000_000_000_000_000
 
@@ -165,10 +165,25 @@ def test_errors_are_counted_by_kind_and_kept_out_of_the_histograms(tmp_path):
     feed.send(model="text_classifier", latency_us=9_000_000.0, error_kind="timeout")
     assert recorder.errors == {"timeout": 3, "unavailable": 1}
     assert recorder.count == 5
-    assert recorder.histograms["recommender"].get_total_count() == 1
-    assert recorder.percentile_ms("recommender", 100) == pytest.approx(1.0, rel=1e-3)
-    assert recorder.percentile_ms("text_classifier", 95) is None  # only failures
-    assert recorder.percentile_ms("never_sent", 95) is None
+    assert recorder.histograms[("recommender", "grpc")].get_total_count() == 1
+    assert _p_ms(recorder, "recommender", 100) == pytest.approx(1.0, rel=1e-3)
+    assert _p_ms(recorder, "text_classifier", 95) is None  # only failures
+    assert _p_ms(recorder, "never_sent", 95) is None
+
+
+def _p_ms(recorder: Recorder, model: str, percentile: float) -> float | None:
+    """A model's live percentile over its protocols, as live.json shows it."""
+    return histogram_percentile_ms(by_model(recorder.histograms).get(model), percentile)
+
+
+def test_protocols_have_their_own_histograms_and_merge_per_model(tmp_path):
+    recorder = Recorder(tmp_path)
+    Feeder(recorder, protocol="grpc").send(latency_us=1000.0)
+    Feeder(recorder, protocol="http").send(latency_us=3000.0)
+    assert sorted(recorder.histograms) == [("recommender", "grpc"), ("recommender", "http")]
+    merged = by_model(recorder.histograms)["recommender"]
+    assert merged.get_total_count() == 2
+    assert histogram_percentile_ms(merged, 100) == pytest.approx(3.0, rel=1e-3)
 
 
 def test_hdr_percentiles_match_the_exact_ones_to_three_digits(tmp_path):
@@ -182,7 +197,7 @@ def test_hdr_percentiles_match_the_exact_ones_to_three_digits(tmp_path):
         exact_ms = np.percentile(latencies, percentile, method="inverted_cdf") / 1000
         # HDR at 3 significant digits: the value is exact to within 0.1% of itself (plus the
         # integer-µs truncation of the recorded values).
-        assert recorder.percentile_ms("recommender", percentile) == pytest.approx(
+        assert _p_ms(recorder, "recommender", percentile) == pytest.approx(
             exact_ms, rel=1e-3, abs=1e-3)
 
 
@@ -190,8 +205,8 @@ def test_hdr_clamps_out_of_range_latencies(tmp_path):
     recorder = Recorder(tmp_path)
     feed = Feeder(recorder)
     feed.send(latency_us=0.2)  # below 1 µs: recorded as 1 µs
-    assert recorder.percentile_ms("recommender", 100) == pytest.approx(0.001, rel=1e-3)
-    assert not math.isnan(recorder.percentile_ms("recommender", 50))
+    assert _p_ms(recorder, "recommender", 100) == pytest.approx(0.001, rel=1e-3)
+    assert not math.isnan(_p_ms(recorder, "recommender", 50))
 
 
 def test_achieved_mix(tmp_path):

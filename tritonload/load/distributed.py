@@ -106,7 +106,8 @@ class WorkerTest:
         self._greenlet = gevent.spawn(self._tick)
 
     def _send(self, columns: Mapping[str, list[Any]] | pa.Table) -> None:
-        histograms = {model: h.encode() for model, h in self.recorder.histograms.items()}
+        histograms = [[model, protocol, h.encode()]
+                      for (model, protocol), h in self.recorder.histograms.items()]
         self.runner.send_message(RECORDS_MESSAGE, {"records": encode(columns),
                                                    "histograms": histograms, **_identity()})
 
@@ -171,7 +172,9 @@ class WorkerRecord:
     last_record_ns: int | None = None  # the latest request start among its records
     state: str = "running"  # then "done", or "lost"
     client_cpu: dict | None = None
-    histograms: dict[str, bytes] = field(default_factory=dict)  # its latest, cumulative
+    #: Its latest cumulative histograms, ``[model, protocol, encoded]`` (msgpack has no tuple
+    #: keys).
+    histograms: list = field(default_factory=list)
 
     def document(self) -> dict[str, Any]:
         """For run.json."""
@@ -219,7 +222,7 @@ class Collector:
         table = decode(msg.data["records"])
         worker = self._worker(msg.node_id)
         worker.host, worker.pid = msg.data.get("host", ""), msg.data.get("pid")
-        worker.histograms = dict(msg.data.get("histograms") or {})
+        worker.histograms = list(msg.data.get("histograms") or [])
         recorder = self.recorder_of()
         if recorder is None:  # a batch after the run was written: said, not dropped silently
             log.warning("%d records arrived after the run ended", table.num_rows)
@@ -240,14 +243,15 @@ class Collector:
         if arrivals:
             self.ledger_of().add_rows(arrivals)
 
-    def merged_histograms(self) -> dict[str, HdrHistogram]:
-        """Per model, the merge of every worker's latest histogram (live percentiles)."""
-        merged: dict[str, HdrHistogram] = {}
+    def merged_histograms(self) -> dict[tuple[str, str], HdrHistogram]:
+        """Per (model, protocol), the merge of every worker's latest histogram."""
+        merged: dict[tuple[str, str], HdrHistogram] = {}
         for worker in list(self.workers.values()):
-            for model, encoded in worker.histograms.items():
-                if model not in merged:
-                    merged[model] = new_histogram()
-                merged[model].decode_and_add(encoded)
+            for model, protocol, encoded in worker.histograms:
+                key = (model, protocol)
+                if key not in merged:
+                    merged[key] = new_histogram()
+                merged[key].decode_and_add(encoded)
         return merged
 
     def finish(self, stats: Any, timeout_s: float = FINAL_BATCH_TIMEOUT_S) -> list[str]:

@@ -21,7 +21,7 @@ from hdrh.histogram import HdrHistogram
 from tritonload.core.numbers import Numbers, summarize
 from tritonload.core.rundir import write_json_atomic
 from tritonload.core.schema import LIVE_JSON
-from tritonload.load.recorder import Recorder, histogram_percentile_ms
+from tritonload.load.recorder import Recorder, by_model, histogram_percentile_ms
 from tritonload.load.stability import StabilityRule
 
 
@@ -82,10 +82,11 @@ class LiveTicker:
     def __init__(self, recorder: Recorder, run_dir: Path, started_ns: int,
                  stability: StabilityWindows | None, on_done: Callable[[], None],
                  period_s: float = 1.0,
-                 histograms: Callable[[], Mapping[str, HdrHistogram]] | None = None) -> None:
+                 histograms: Callable[[], Mapping[tuple[str, str], HdrHistogram]] | None = None
+                 ) -> None:
         self.recorder = recorder
-        # Per-model latency histograms since the start: the recorder's own, or on a Locust
-        # master the merge of its workers' (`tritonload.load.distributed.Collector`).
+        # Per-(model, protocol) latency histograms since the start: the recorder's own, or on
+        # a Locust master the merge of its workers' (`tritonload.load.distributed.Collector`).
         self.histograms = histograms or (lambda: recorder.histograms)
         self.path = Path(run_dir) / LIVE_JSON
         self.started_ns = started_ns
@@ -141,5 +142,5 @@ class LiveTicker:
             "windows": len(self.stability.rule.history) if self.stability else None,
             # Since the start, per model, from the HDR histograms (µs, 3 digits).
             "p95_ms_by_model": {m: histogram_percentile_ms(h, 95)
-                                for m, h in sorted(self.histograms().items())},
+                                for m, h in sorted(by_model(self.histograms()).items())},
         })

@@ -6,10 +6,15 @@ from typing import Any
 
 from tritonload.core.options import add_slo_options, add_user_options
 
+#: The options the web UI's start form shows, editable per test: what the load is. The rest
+#: (payload files, SLOs, run directory, stability rule...) stay command-line options.
+WEB_FORM_OPTIONS = ("mix", "mode", "max_in_flight", "rate", "arrival")
+
 
 def add_options(parser: Any) -> None:
     """Tritonload's Locust command-line options."""
     group = parser.add_argument_group("tritonload")
+    first = len(parser._actions)
     add_user_options(group)
     group.add_argument("--request-timeout", type=float, default=None, metavar="SECONDS",
                        help="per-request timeout (default 30)")
@@ -43,9 +48,14 @@ def add_options(parser: Any) -> None:
     group.add_argument("--embedded-port", type=int, default=8000, metavar="PORT",
                        help="without --host: HTTP port of the embedded server "
                        "(gRPC and metrics use the next two; default 8000)")
+    for action in parser._actions[first:]:  # Locust's own flag for its start form
+        action.include_in_web_ui = action.dest in WEB_FORM_OPTIONS
 
 
 def option(options: Any, name: str, default: Any = None) -> Any:
-    """An option's value, or ``default`` when it was not given (a given 0 is kept)."""
+    """An option's value, or ``default`` when it was not given (a given 0 is kept).
+
+    The web UI's start form sends an option left empty as ``""``: not given, too.
+    """
     value = getattr(options, name, None) if options is not None else None
-    return default if value is None else value
+    return default if value is None or value == "" else value

@@ -74,6 +74,26 @@ def preflight(environment: Any) -> Preflight:
     return Preflight(context, configs, admin, server)
 
 
+def refresh(checks: Preflight, environment: Any) -> RunContext:
+    """The context for a new test: the settings as the options stand now.
+
+    The web UI's start form edits the mix, mode, in-flight and rate options between tests;
+    a model new to the mix gets its payload validated here (on the master, for its workers).
+    Raises `TritonloadError` on a bad value.
+    """
+    options = environment.parsed_options
+    context = checks.context
+    settings = {cls: user_settings(cls, options) for cls in context.settings}
+    models = sorted({m for s in settings.values() for m in s.mix.models} - set(context.payloads))
+    payloads = dict(context.payloads)
+    if models:
+        new_payloads, configs = _payloads(checks.admin, models, options)
+        payloads.update(new_payloads)
+        checks.configs.update(configs)
+    checks.context = dataclasses.replace(context, settings=settings, payloads=payloads)
+    return checks.context
+
+
 def _target(environment: Any, options: Any) -> tuple[Target, EmbeddedTriton | None]:
     headers = parse_pairs(option(options, "header", []), "--header", "NAME=VALUE")
     timeout = float(option(options, "request_timeout", 30.0))
@@ -107,12 +127,21 @@ def _usable_user_classes(environment: Any, target: Target) -> list[type]:
     return usable
 
 
+def _number(options: Any, name: str, default: Any, kind: type) -> Any:
+    """An option as ``kind``: the web UI's start form sends every value as text."""
+    value = option(options, name, default)
+    try:
+        return None if value is None else kind(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"--{name.replace('_', '-')}: not a number: {value!r}") from None
+
+
 def user_settings(cls: type, options: Any) -> UserSettings:
     """Class attributes, overridden by the options given (a given 0 is kept, and refused)."""
     mix_spec = option(options, "mix", None) or cls.mix
     mode = option(options, "mode", cls.mode)
-    in_flight = int(option(options, "max_in_flight", cls.max_in_flight))
-    rate = option(options, "rate", cls.rate)
+    in_flight = _number(options, "max_in_flight", cls.max_in_flight, int)
+    rate = _number(options, "rate", cls.rate, float)
     arrival = option(options, "arrival", cls.arrival)
     timeout_s = float(option(options, "request_timeout", cls.timeout_s))
     settings = UserSettings(ModelMix.of(mix_spec), mode, in_flight, rate, arrival, timeout_s,

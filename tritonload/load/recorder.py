@@ -3,15 +3,15 @@
 Users fire ``environment.events.request`` with a ``context`` holding the exact timings (ns) and
 sizes; the recorder turns each event into one row. Rows are kept in column lists and written
 as a new self-contained Parquet part every ``flush_rows`` rows, so memory stays flat and a
-killed run loses at most one unflushed chunk. Per-model HDR histograms (µs, 3 significant
-digits) give live percentiles without Locust's rounding.
+killed run loses at most one unflushed chunk. Per-(model, protocol) HDR histograms (µs, 3
+significant digits) give live percentiles.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,16 @@ def histogram_percentile_ms(histogram: HdrHistogram | None, percentile: float) -
     return histogram.get_value_at_percentile(percentile) / 1000.0
 
 
+def by_model(histograms: Mapping[tuple[str, str], HdrHistogram]) -> dict[str, HdrHistogram]:
+    """Per-(model, protocol) histograms merged per model."""
+    merged: dict[str, HdrHistogram] = {}
+    for (model, _), histogram in histograms.items():
+        if model not in merged:
+            merged[model] = new_histogram()
+        merged[model].add(histogram)
+    return merged
+
+
 class Recorder:
     """Collects one row per request event and streams them to ``<run_dir>/requests/``."""
 
@@ -54,7 +64,7 @@ class Recorder:
         self.count = 0
         self.per_model: collections.Counter[str] = collections.Counter()
         self.errors: collections.Counter[str] = collections.Counter()
-        self.histograms: dict[str, HdrHistogram] = {}
+        self.histograms: dict[tuple[str, str], HdrHistogram] = {}  # (model, protocol) →
         self._columns: dict[str, list[Any]] = {name: [] for name in schema.REQUESTS.names}
         self._parts = 0
         self._batches: list[pa.Table] = []  # `add_batch` tables not yet written
@@ -95,9 +105,9 @@ class Recorder:
         self.count += 1
         self.per_model[name] += 1
         if exception is None:
-            histogram = self.histograms.get(name)
+            histogram = self.histograms.get((name, request_type))
             if histogram is None:
-                histogram = self.histograms[name] = new_histogram()
+                histogram = self.histograms[(name, request_type)] = new_histogram()
             histogram.record_value(max(1, min(int(latency_us), HDR_MAX_US)))
         else:
             self.errors[ctx.get("error_kind", "other")] += 1
@@ -171,10 +181,6 @@ class Recorder:
             oks = self._live_oks + oks
             self._live_latencies, self._live_oks = [], []
         return latencies, oks
-
-    def percentile_ms(self, model: str, percentile: float) -> float | None:
-        """Live percentile (ms) of a model's successful requests, from its HDR histogram."""
-        return histogram_percentile_ms(self.histograms.get(model), percentile)
 
     def achieved_mix(self) -> dict[str, float]:
         """Share of requests each model actually received."""

@@ -72,6 +72,7 @@ class ServerStatsSampler:
         self.batch_rows: list[dict[str, Any]] = []
         self._last: dict[str, dict[str, Any]] = {}
         self._last_ns = 0
+        self._latest: dict[str, dict[str, Any]] = {}
         self._greenlet: gevent.Greenlet | None = None
 
     def _poll(self) -> dict[str, dict[str, Any]]:
@@ -89,6 +90,7 @@ class ServerStatsSampler:
         for model, snap in current.items():
             if model in self._last:
                 counters, batches = delta(self._last[model], snap)
+                self._latest[model] = {"counters": counters, "batches": batches}
                 bounds = {"t_start_ns": self._last_ns, "t_end_ns": now, "model": model}
                 self.rows.append({**bounds, **counters})
                 self.batch_rows += [
@@ -96,6 +98,10 @@ class ServerStatsSampler:
                     for size, (n, ns) in sorted(batches.items())
                 ]
         self._last, self._last_ns = current, now
+
+    def latest(self) -> dict[str, dict[str, Any]]:
+        """Per model, its last interval: ``{"counters": ..., "batches": {size: (n, ns)}}``."""
+        return dict(self._latest)
 
     def start(self) -> None:
         """Take the baseline snapshot and start polling."""

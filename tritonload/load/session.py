@@ -36,22 +36,25 @@ from tritonload.core.config import parse_pairs
 from tritonload.core.errors import TritonloadError, UsageError, print_error
 from tritonload.core.rundir import new_run_id, unique_dir, write_arrivals, write_run_json
 from tritonload.core.slo import Slo, parse_slos
+from tritonload.load import exact_stats
 from tritonload.load.context import attach, expect
 from tritonload.load.distributed import Collector, Worker, role
 from tritonload.load.gate import SloGate
 from tritonload.load.live import LiveTicker, StabilityWindows
 from tritonload.load.options import add_options, option
-from tritonload.load.preflight import Preflight, preflight
+from tritonload.load.preflight import Preflight, preflight, refresh
 from tritonload.load.recorder import Recorder
 from tritonload.load.runinfo import run_document
 from tritonload.load.server_stats import ServerStatsSampler
 from tritonload.load.stability import StabilityRule
+from tritonload.load.webui import TritonTabs
 
 log = logging.getLogger(__name__)
 
 
 def install(events: Any) -> None:
     """Register tritonload with Locust's events (call once, from the locustfile)."""
+    exact_stats.install()
     events.init_command_line_parser.add_listener(add_options)
     events.init.add_listener(_on_init)
 
@@ -110,8 +113,8 @@ class LoadSession:
         self.slos = slos
         self.tags = tags
         self.checks: Preflight | None = None
-        self.test: _Test | None = None
-        self.last_run_dir: Path | None = None
+        self.test: _Test | None = None  # the test running now
+        self.latest: _Test | None = None  # the test running now, or the last one
         self.role = "local"
         self.worker: Worker | None = None
         self.collector: Collector | None = None
@@ -137,8 +140,11 @@ class LoadSession:
                 lambda: self.checks.context.arrivals)
         elif self.role == "worker":
             self.worker = Worker(environment)
+        if getattr(environment, "web_ui", None) is not None:
+            TritonTabs(environment, self).register()
         # Registered first so it runs last: Locust fires `quitting` in reverse order.
-        SloGate(self.slos, lambda: self.last_run_dir).register(environment)
+        SloGate(self.slos, lambda: self.latest.run_dir if self.latest else None).register(
+            environment)
         events.test_start.add_listener(self._on_test_start)
         events.test_stop.add_listener(self._on_test_stop)
         events.quitting.add_listener(self._on_quitting)
@@ -157,6 +163,12 @@ class LoadSession:
     def _on_test_start(self, **_: Any) -> None:
         if self.worker is not None:  # records go to the master; it owns the run directory
             self.worker.start_test()
+            return
+        try:  # the web UI's form may have changed the settings since the last test
+            attach(self.environment, refresh(self.checks, self.environment))
+        except TritonloadError as exc:
+            print_error(str(exc))
+            gevent.spawn(self.environment.runner.stop)
             return
         scenario = Path(str(option(self.options, "locustfile", "locust"))).stem
         run_id = new_run_id()
@@ -178,7 +190,7 @@ class LoadSession:
                             histograms=histograms)
         self.test = _Test(run_id, scenario, run_dir, started_ns, recorder, sampler, ticker,
                           stability)
-        self.last_run_dir = run_dir
+        self.latest = self.test
         self._write_run_json(self.test, ended_ns=None)
         sampler.start()
         ticker.start()
