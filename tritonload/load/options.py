@@ -50,6 +50,11 @@ def add_options(parser: Any) -> None:
                        "(gRPC and metrics use the next two; default 8000)")
     for action in parser._actions[first:]:  # Locust's own flag for its start form
         action.include_in_web_ui = action.dest in WEB_FORM_OPTIONS
+        if action.dest in WEB_FORM_OPTIONS:
+            # The form draws choices as a select that always sends its first one ("sync"),
+            # which would override a user class's own mode: a text field, empty by default,
+            # instead. The values are still checked (`UserSettings`), one line and exit 2.
+            action.choices = None
 
 
 def option(options: Any, name: str, default: Any = None) -> Any:
