@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -63,3 +64,42 @@ def test_two_tests_from_the_web_ui_make_two_run_directories(tmp_path, target):
     # A new test from the UI resets Locust's stats too: both tools count per test.
     for directory in (run_dir, second):
         assert locust_request_count(directory) == len(records(directory))
+
+
+def test_the_triton_tab_shows_the_masters_merged_numbers_with_processes(tmp_path, target):
+    """``--processes 2``: the form's open-loop settings reach both workers; the tab merges."""
+    ui_port, master_port = free_ports(1, start=19400)[0], free_ports(1, start=19457)[0]
+    ui = f"http://127.0.0.1:{ui_port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", str(REPO / "locustfiles/mixed_models.py"),
+         "--processes", "2", "--master-bind-port", str(master_port), "--master-port",
+         str(master_port), "--host", f"{target.host}:{target.http_port}", "--web-host",
+         "127.0.0.1", "--web-port", str(ui_port), "--loglevel", "WARNING"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        _wait_for(ui + "/")
+        form = {"user_count": 4, "spawn_rate": 4, "mode": "open", "rate": 100}
+        assert _call(ui + "/swarm", form) == 200
+        deadline = time.monotonic() + 30
+        rows: list = []
+        while time.monotonic() < deadline and len(rows) < 6:
+            time.sleep(1)
+            with urllib.request.urlopen(ui + "/stats/requests", timeout=10) as response:
+                tabs = {t["key"]: t["data"] for t in json.load(response)["extended_stats"]}
+            rows = [r for r in tabs["triton"] if r["p95_ms"] != ""]
+        assert len(rows) == 6 and {r["mode"] for r in rows} == {"open"}
+        facts = {r["item"]: r["value"] for r in tabs["triton-run"]}
+        assert facts["workers"] == 2 and facts["open loop"].startswith("100 req/s in total")
+        time.sleep(3)
+        assert _call(ui + "/stop", {}) == 200
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    run_dir = tmp_path / facts["run directory"]
+    meta = run_json(run_dir)
+    assert [w["state"] for w in meta["workers"].values()] == ["done", "done"]
+    assert meta["request_count"] == len(records(run_dir)) > 0
+    seconds = (meta["ended_ns"] - meta["started_ns"]) / 1e9
+    assert meta["arrivals"]["scheduled"] / seconds == pytest.approx(100, rel=0.25)
