@@ -35,6 +35,18 @@ def _wait_for(url: str, seconds: float = 60) -> None:
     raise AssertionError(f"{url} never answered")
 
 
+def _stop_test(ui: str, settle_s: float) -> None:
+    """The UI's Stop, then time for the run directory to be written."""
+    assert _call(ui + "/stop", {}) == 200
+    time.sleep(settle_s)
+
+
+def _quit(proc: subprocess.Popen) -> None:
+    """End Locust the way a service manager would (SIGTERM), and wait for it."""
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+
+
 def test_two_tests_from_the_web_ui_make_two_run_directories(tmp_path, target):
     port = free_ports(1, start=19300)[0]
     ui = f"http://127.0.0.1:{port}"
@@ -49,10 +61,8 @@ def test_two_tests_from_the_web_ui_make_two_run_directories(tmp_path, target):
         for _ in range(2):
             assert _call(ui + "/swarm", {"user_count": 2, "spawn_rate": 10}) == 200
             time.sleep(3)
-            assert _call(ui + "/stop", {}) == 200
-            time.sleep(1)
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+            _stop_test(ui, settle_s=1)
+        _quit(proc)
     finally:
         proc.kill()
     assert proc.returncode == 0
@@ -91,10 +101,8 @@ def test_the_triton_tab_shows_the_masters_merged_numbers_with_processes(tmp_path
         facts = {r["item"]: r["value"] for r in tabs["triton-run"]}
         assert facts["workers"] == 2 and facts["open loop"].startswith("100 req/s in total")
         time.sleep(3)
-        assert _call(ui + "/stop", {}) == 200
-        time.sleep(3)
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+        _stop_test(ui, settle_s=3)
+        _quit(proc)
     finally:
         proc.kill()
     run_dir = tmp_path / facts["run directory"]
