@@ -241,3 +241,22 @@ def test_batches_from_workers_are_counted_written_and_windowed(tmp_path):
     parts = sorted((tmp_path / "run" / schema.REQUESTS_DIR).iterdir())
     assert len(parts) == 1 and pq.read_table(parts[0]).num_rows == 8
     assert master.take_live_window()[0] == batch.column("latency_us").to_pylist()
+
+
+def test_a_failed_write_is_said_once_and_later_rows_are_counted_not_written(tmp_path):
+    calls, errors = [], []
+
+    def full_disk(records):
+        calls.append(records)
+        raise OSError(28, "No space left on device")
+
+    recorder = Recorder(tmp_path, flush_rows=2, write_part=full_disk,
+                        on_write_error=errors.append)
+    feed = Feeder(recorder)
+    for _ in range(5):
+        feed.send()
+    recorder.flush()
+    assert len(calls) == 1 and len(errors) == 1  # tried once, said once
+    assert errors[0].errno == 28
+    assert recorder.unwritten == 5 and recorder.count == 5
+    assert recorder._columns["start_ns"] == []  # nothing piles up in memory

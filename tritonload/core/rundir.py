@@ -60,11 +60,45 @@ def unique_dir(path: str | os.PathLike) -> Path:
     return candidate
 
 
+def _atomically(path: Path, write: Any) -> None:
+    """``write(tmp)`` to a hidden sibling, then rename it to ``path``.
+
+    A reader never sees half a file, and a failed write (a full disk) leaves nothing behind:
+    the name starts with a dot, which Arrow's dataset discovery skips, so ``requests/`` stays
+    readable whatever happened to its last part.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_table(path: Path, data: Any, table_schema: pa.Schema) -> None:
+    """One Parquet file of exactly ``table_schema``, written atomically."""
+    table = _table(data, table_schema)
+    _atomically(path, lambda tmp: pq.write_table(table, tmp))
+
+
 def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
     """Write JSON so that a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=2, default=str))
-    tmp.replace(path)
+    text = json.dumps(document, indent=2, default=str)
+    _atomically(Path(path), lambda tmp: tmp.write_text(text))
+
+
+def check_writable(directory: str | os.PathLike) -> None:
+    """Refuse, in one line, a place where run directories cannot be written (before load)."""
+    path = Path(directory)
+    probe = path / f".tritonload-write-check-{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write run directories in {path}: "
+                         f"{exc.strerror or exc}") from None
 
 
 # -- writers -----------------------------------------------------------------------------
@@ -111,21 +145,20 @@ def write_request_part(run_dir: Path, index: int, records: pa.Table | Mapping) -
     directory = Path(run_dir) / schema.REQUESTS_DIR
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / schema.request_part_name(index)
-    pq.write_table(_table(records, schema.REQUESTS), path)
+    _write_table(path, records, schema.REQUESTS)
     return path
 
 
 def write_server_stats(run_dir: Path, stats: pa.Table | Sequence | Mapping,
                        batches: pa.Table | Sequence | Mapping) -> None:
     """Write the server-statistics deltas and the batch-size histogram."""
-    pq.write_table(_table(stats, schema.SERVER_STATS), Path(run_dir) / schema.SERVER_STATS_FILE)
-    pq.write_table(_table(batches, schema.SERVER_BATCHES),
-                   Path(run_dir) / schema.SERVER_BATCHES_FILE)
+    _write_table(Path(run_dir) / schema.SERVER_STATS_FILE, stats, schema.SERVER_STATS)
+    _write_table(Path(run_dir) / schema.SERVER_BATCHES_FILE, batches, schema.SERVER_BATCHES)
 
 
 def write_arrivals(run_dir: Path, rows: Sequence[Mapping[str, int]]) -> None:
     """Write the open-loop arrival counts."""
-    pq.write_table(_table(rows, schema.ARRIVALS), Path(run_dir) / schema.ARRIVALS_FILE)
+    _write_table(Path(run_dir) / schema.ARRIVALS_FILE, rows, schema.ARRIVALS)
 
 
 # -- readers -----------------------------------------------------------------------------

@@ -133,6 +133,12 @@ class LiveTicker:
 
     def _write(self, elapsed_s: float, second: Numbers) -> None:
         recorder = self.recorder
+        try:
+            self._write_live(elapsed_s, second, recorder)
+        except OSError:  # progress only: a full disk is said once, by the recorder
+            pass
+
+    def _write_live(self, elapsed_s: float, second: Numbers, recorder: Recorder) -> None:
         write_json_atomic(self.path, {
             "elapsed_s": round(elapsed_s, 1),
             "requests": recorder.count,

@@ -54,12 +54,19 @@ class Recorder:
 
     def __init__(self, run_dir: str | Path | None, flush_rows: int = 50_000,
                  worker: str = "local",
-                 write_part: Callable[[dict[str, list[Any]] | pa.Table], None] | None = None):
+                 write_part: Callable[[dict[str, list[Any]] | pa.Table], None] | None = None,
+                 on_write_error: Callable[[OSError], None] | None = None):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         # Where a full buffer goes: a Parquet part in the run directory, or (on a Locust
         # worker) a message to the master (`tritonload.load.distributed`).
         self.write_part = write_part or self._write_parquet_part
         self.flush_rows = flush_rows
+        # A write that fails (a full disk) is said once, through ``on_write_error``; from
+        # then on rows are counted in ``unwritten`` and dropped, so memory stays bounded and
+        # the parts already written stay as they are.
+        self.on_write_error = on_write_error
+        self.write_error: OSError | None = None
+        self.unwritten = 0
         self.worker = worker
         self.count = 0
         self.per_model: collections.Counter[str] = collections.Counter()
@@ -117,12 +124,12 @@ class Recorder:
     def flush(self) -> None:
         """Write buffered rows (and batches taken in) as the next Parquet part(s)."""
         if self._batches:
-            self.write_part(pa.concat_tables(self._batches))
+            self._write(pa.concat_tables(self._batches), self._batch_rows)
             self._batches, self._batch_rows = [], 0
         rows = len(self._columns["start_ns"])
         if not rows:
             return
-        self.write_part(self._columns)
+        self._write(self._columns, rows)
         # Rows the live window has not taken yet outlive the buffer they were in.
         self._live_latencies += self._columns["latency_us"][self._live_from:]
         self._live_oks += self._columns["ok"][self._live_from:]
@@ -130,6 +137,17 @@ class Recorder:
             values.clear()
         self._live_from = 0
         log.debug("wrote %d request records", rows)
+
+    def _write(self, records: dict[str, list[Any]] | pa.Table, rows: int) -> None:
+        if self.write_error is None:
+            try:
+                self.write_part(records)
+                return
+            except OSError as exc:
+                self.write_error = exc
+                if self.on_write_error is not None:
+                    self.on_write_error(exc)
+        self.unwritten += rows
 
     def _write_parquet_part(self, records: dict[str, list[Any]] | pa.Table) -> None:
         write_request_part(self.run_dir, self._parts, records)

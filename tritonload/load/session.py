@@ -34,7 +34,13 @@ import gevent
 
 from tritonload.core.config import parse_pairs
 from tritonload.core.errors import TritonloadError, UsageError, print_error
-from tritonload.core.rundir import new_run_id, unique_dir, write_arrivals, write_run_json
+from tritonload.core.rundir import (
+    check_writable,
+    new_run_id,
+    unique_dir,
+    write_arrivals,
+    write_run_json,
+)
 from tritonload.core.slo import Slo, parse_slos
 from tritonload.load import exact_stats
 from tritonload.load.context import attach, expect
@@ -72,6 +78,8 @@ def _on_init(environment: Any, **_: Any) -> None:
         expect(environment)
         if session.role == "worker":  # the master validates, and sends the context
             return
+        run_dir = option(options, "run_dir", None)
+        check_writable(Path(run_dir).parent if run_dir else Path("runs"))
         session.checks = preflight(environment)
     except TritonloadError as exc:
         print_error(str(exc))
@@ -115,6 +123,7 @@ class LoadSession:
         self.checks: Preflight | None = None
         self.test: _Test | None = None  # the test running now
         self.latest: _Test | None = None  # the test running now, or the last one
+        self.write_failed = False
         self.role = "local"
         self.worker: Worker | None = None
         self.collector: Collector | None = None
@@ -175,7 +184,8 @@ class LoadSession:
         run_dir = unique_dir(option(self.options, "run_dir", None)
                              or Path("runs") / f"{run_id}-{scenario}")
         self.checks.context.arrivals.clear()
-        recorder = Recorder(run_dir).register(self.environment)
+        recorder = Recorder(run_dir, on_write_error=self._on_write_error).register(
+            self.environment)
         histograms = None
         if self.collector is not None:  # before Locust's spawn messages, on the same socket
             self.collector.start_test(self.checks.context,
@@ -207,13 +217,30 @@ class LoadSession:
         test.ticker.stop()
         self.environment.events.request.remove_listener(test.recorder.on_request)
         test.recorder.flush()
-        test.sampler.stop()
-        write_locust_csvs(self.environment, test.run_dir)
         arrivals = self.checks.context.arrivals
-        if arrivals.counts:
-            write_arrivals(test.run_dir, arrivals.rows())
-        self._write_run_json(test, ended_ns=time.time_ns())
+        try:
+            test.sampler.stop()
+            write_locust_csvs(self.environment, test.run_dir)
+            if arrivals.counts:
+                write_arrivals(test.run_dir, arrivals.rows())
+            self._write_run_json(test, ended_ns=time.time_ns())
+        except OSError as exc:  # a full disk: what was written before stays readable
+            self._on_write_error(exc)
+        if test.recorder.unwritten:
+            log.warning("%d request records could not be written", test.recorder.unwritten)
         log.warning("run directory: %s (%d requests)", test.run_dir, test.recorder.count)
+
+    def _on_write_error(self, exc: OSError) -> None:
+        """The run directory cannot be written (a full disk): say so once, stop the run."""
+        if self.write_failed:
+            return
+        self.write_failed = True
+        where = self.latest.run_dir if self.latest is not None else "the run directory"
+        print_error(f"cannot write {where}: {exc.strerror or exc}; the run stops, and what "
+                    "was written stays readable")
+        self.environment.process_exit_code = 2
+        if self.test is not None:  # mid-run; at the end, the run is stopping already
+            gevent.spawn(self.environment.runner.quit)
 
     def _on_quitting(self, **_: Any) -> None:
         runner = self.environment.runner
