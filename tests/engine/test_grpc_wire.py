@@ -9,76 +9,17 @@ frames, padding, CONTINUATION, trailers-only errors, RST_STREAM and GOAWAY.
 from __future__ import annotations
 
 import socket
-import threading
-import traceback
 
 import grpc
-import h2.config
-import h2.connection
 import h2.events
-import h2.settings
 import pytest
 
+from tests.engine.h2_peer import OK_HEADERS, Peer
 from tritonload.core.errors import classify, message_of
-from tritonload.wire.grpc_wire import GrpcConnection, GrpcStatusError, encode_headers, grpc_message
+from tritonload.wire.grpc_wire import GrpcStatusError, encode_headers, grpc_message
 
 BLOCK = encode_headers("/inference.GRPCInferenceService/ModelInfer", "peer:1", {"x-token": "t"},
                        5.0)
-OK_HEADERS = [(":status", "200"), ("content-type", "application/grpc")]
-
-
-class Peer:
-    """An h2 server on one end of a socket pair; ``answer(body) -> actions`` scripts it."""
-
-    def __init__(self, answer, window: int = 65535, frame: int = 16384) -> None:
-        self.answer = answer
-        self.client_sock, self.sock = socket.socketpair()
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=False, header_encoding="utf-8"))
-        self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window,
-            h2.settings.SettingCodes.MAX_FRAME_SIZE: frame})
-        self.requests: list[tuple[dict, bytes]] = []
-        self.events: list[object] = []
-        self.error: str | None = None
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        try:
-            self.conn.initiate_connection()
-            self.sock.sendall(self.conn.data_to_send())
-            bodies: dict[int, bytearray] = {}
-            headers: dict[int, dict] = {}
-            while data := self.sock.recv(65536):
-                for event in self.conn.receive_data(data):
-                    self.events.append(event)
-                    if isinstance(event, h2.events.RequestReceived):
-                        headers[event.stream_id] = dict(event.headers)
-                        bodies[event.stream_id] = bytearray()
-                    elif isinstance(event, h2.events.DataReceived):
-                        bodies[event.stream_id] += event.data
-                        self.conn.acknowledge_received_data(event.flow_controlled_length,
-                                                            event.stream_id)
-                    elif isinstance(event, h2.events.StreamEnded):
-                        body = bytes(bodies.pop(event.stream_id))
-                        self.requests.append((headers.pop(event.stream_id), body))
-                        self.answer(self.conn, event.stream_id, body)
-                self.sock.sendall(self.conn.data_to_send())
-        except OSError:
-            pass  # the client closed its end
-        except BaseException:  # a protocol violation by the client
-            self.error = traceback.format_exc()
-
-    def client(self) -> GrpcConnection:
-        self.client_sock.settimeout(5)  # a dead peer fails the test instead of hanging it
-        return GrpcConnection(self.client_sock)
-
-    def close(self) -> None:
-        self.client_sock.close()
-        self.thread.join(5)
-        self.sock.close()
-        assert self.error is None, f"the peer failed: {self.error}"
 
 
 def echo_size(conn, stream: int, body: bytes, pad: int = 0) -> None:

@@ -16,7 +16,7 @@ from tritonload.core.config import Target
 from tritonload.triton.payloads import Payload
 from tritonload.wire.grpc_wire import GrpcConnection, GrpcStatusError, encode_headers, grpc_message
 from tritonload.wire.prepared import Prepared
-from tritonload.wire.sockets import Connections, peek_idle
+from tritonload.wire.sockets import Connections
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
@@ -28,7 +28,7 @@ class GrpcTransport:
 
     def __init__(self, target: Target) -> None:
         self.connections = Connections(target, "grpc", alpn="h2", wrap=GrpcConnection,
-                                       reusable=_open)
+                                       reusable=GrpcConnection.settle)
         self.header_block = encode_headers(MODEL_INFER, target.url("grpc"), target.headers,
                                            target.timeout_s, "https" if target.ssl else "http")
 
@@ -70,8 +70,3 @@ class GrpcTransport:
     def close(self) -> None:
         """Close the idle connections; those in use close when their call ends (`Connections`)."""
         self.connections.close()
-
-
-def _open(connection: GrpcConnection) -> bool:
-    """Whether an idle connection can carry a call: pending PING/SETTINGS frames are fine."""
-    return peek_idle(connection.sock) != b""  # the call reads them

@@ -18,6 +18,19 @@ part of HTTP/2 (RFC 9113) and of gRPC's HTTP/2 mapping, which this module speaks
   connection window is topped up as data arrives); our own sends respect the server's
   windows and frame size, reading its WINDOW_UPDATEs while they wait.
 * SETTINGS are acknowledged, PINGs answered; RST_STREAM and GOAWAY fail the call.
+* Between calls, `GrpcConnection.settle` reads what the server sent meanwhile (a PING, a
+  GOAWAY, a late frame of an ended stream) before the connection carries the next call.
+
+What the server sends is checked where a mistake would give a wrong answer or an
+unclassified error (tests/engine/test_wire_fuzz.py drives this module against a misbehaving
+h2 peer): a malformed frame (a payload too short for its type, padding longer than the
+frame, an undecodable header block, a PING that is not 8 bytes) is a `GrpcProtocolError`, as
+is a frame for a stream not opened yet; the answer must be exactly one gRPC message whose
+length prefix is right; a grpc-status that is not a number is UNKNOWN. Before those checks, a
+frame for the next stream id sent after an answer was read as the next call's answer, a
+GOAWAY read after an answer let the connection carry (and fail) one more call, a short
+SETTINGS or a bad grpc-status raised struct.error or ValueError, a 3-byte PING was echoed
+(itself an HTTP/2 violation), and an answer with no message returned 0 bytes.
 
 The response message is counted, not kept: the load generator records its size only.
 """
@@ -31,6 +44,8 @@ from collections.abc import Mapping
 import grpc
 import hpack
 
+from tritonload.wire.sockets import peek_idle
+
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _FRAME = struct.Struct(">I B I")  # (length << 8 | type), flags, stream id; 9 bytes
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
@@ -41,6 +56,8 @@ _HEADER_TABLE_SIZE, _ENABLE_PUSH, _INITIAL_WINDOW, _MAX_FRAME = 0x1, 0x2, 0x4, 0
 _MAX_WINDOW = 2**31 - 1
 _READ = 256 * 1024
 _STATUS_NAMES = {code.value[0]: code for code in grpc.StatusCode}
+# What a frame too short for its type, or a header block hpack cannot decode, raises.
+_MALFORMED = (struct.error, hpack.HPACKError)
 
 
 def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
@@ -133,15 +150,39 @@ class GrpcConnection:
         head = _frame(HEADERS, END_HEADERS, stream, header_block)
         size = len(message)
         window = min(self.send_window, self.stream_window_initial)
-        if size <= window and size <= self.max_frame:
-            self.sock.sendall(head + _FRAME.pack(size << 8 | DATA, END_STREAM, stream) + message)
-            self.send_window -= size
-        else:
-            self.sock.sendall(head)
-            self._send_flow_controlled(call, message)
-        while not call.ended:
-            self._handle(call, *self._read_frame())
+        try:
+            if size <= window and size <= self.max_frame:
+                self.sock.sendall(head + _FRAME.pack(size << 8 | DATA, END_STREAM, stream)
+                                  + message)
+                self.send_window -= size
+            else:
+                self.sock.sendall(head)
+                self._send_flow_controlled(call, message)
+            while not call.ended:
+                self._handle(call, *self._read_frame())
+        except _MALFORMED as exc:
+            raise GrpcProtocolError(f"malformed frame from the server: {exc}") from exc
         return call.result()
+
+    def settle(self) -> bool:
+        """Read what the server sent since the last call ended; whether a call may follow.
+
+        Without blocking unless a frame is half-received. A PING or SETTINGS is answered, a
+        late frame of the ended stream dropped, a GOAWAY makes the connection unusable; a
+        frame for a stream not opened yet (the answer to a call not made) breaks HTTP/2, and
+        would otherwise be read as the next call's answer.
+        """
+        last = None
+        try:
+            while True:
+                if not self.buf:
+                    pending = peek_idle(self.sock)
+                    if not pending:
+                        return pending is None and self.reusable
+                last = last or _Call(self.next_stream - 2)
+                self._handle(last, *self._read_frame())
+        except (OSError, *_MALFORMED):  # GrpcProtocolError, timeouts: closed, not reused
+            return False
 
     def _send_flow_controlled(self, call: _Call, message: bytes) -> None:
         view, sent = memoryview(message), 0
@@ -165,13 +206,19 @@ class GrpcConnection:
         if kind == DATA:
             self._account(len(payload))
             if stream == call.stream:
-                call.data(payload[1:len(payload) - payload[0]] if flags & PADDED else payload)
+                call.data(_unpadded(payload) if flags & PADDED else payload)
+            elif stream > call.stream:
+                raise _not_opened(stream)
         elif kind == HEADERS:
             fields = self._decode(self._header_block(flags, payload))  # every block, in order
             if stream == call.stream:
                 call.headers(fields)
+            elif stream > call.stream:
+                raise _not_opened(stream)
         elif stream == 0:
             self._connection_frame(call, kind, flags, payload)
+        elif stream > call.stream and kind in (RST_STREAM, WINDOW_UPDATE):
+            raise _not_opened(stream)
         elif kind == WINDOW_UPDATE and stream == call.stream:
             call.window += struct.unpack(">I", payload)[0] & _MAX_WINDOW
         elif kind == RST_STREAM and stream == call.stream:
@@ -193,6 +240,8 @@ class GrpcConnection:
                     self.max_frame = value
             self.sock.sendall(_frame(SETTINGS, ACK, 0))
         elif kind == PING and not flags & ACK:
+            if len(payload) != 8:
+                raise GrpcProtocolError(f"PING frame of {len(payload)} bytes, not 8")
             self.sock.sendall(_frame(PING, ACK, 0, payload))
         elif kind == WINDOW_UPDATE:
             self.send_window += struct.unpack(">I", payload)[0] & _MAX_WINDOW
@@ -214,7 +263,7 @@ class GrpcConnection:
 
     def _header_block(self, flags: int, payload: bytes) -> bytes:
         if flags & PADDED:
-            payload = payload[1:len(payload) - payload[0]]
+            payload = _unpadded(payload)
         if flags & PRIORITY:
             payload = payload[5:]
         while not flags & END_HEADERS:
@@ -273,20 +322,35 @@ class GrpcConnection:
         return buf[:size]
 
 
+def _unpadded(payload: bytes) -> bytes:
+    """A PADDED frame's content (RFC 9113 §6.1); padding as long as the frame is an error."""
+    if not payload or payload[0] >= len(payload):
+        raise GrpcProtocolError("frame padding longer than the frame")
+    return payload[1:len(payload) - payload[0]]
+
+
+def _not_opened(stream: int) -> GrpcProtocolError:
+    return GrpcProtocolError(f"the server sent a frame for stream {stream}, which the client "
+                             "has not opened")
+
+
 class _Call:
     """The state of one unary call: status from the trailers, message size from DATA."""
 
-    __slots__ = ("stream", "window", "ended", "received", "trailers", "error")
+    __slots__ = ("stream", "window", "ended", "received", "prefix", "trailers", "error")
 
     def __init__(self, stream: int) -> None:
         self.stream = stream
         self.window = 0
         self.ended = False
         self.received = 0
+        self.prefix = b""  # the gRPC message's first 5 bytes: compressed flag, length
         self.trailers: dict[bytes, bytes] = {}
         self.error: Exception | None = None
 
     def data(self, payload: bytes) -> None:
+        if self.received < 5:
+            self.prefix += payload[:5 - self.received]
         self.received += len(payload)
 
     def headers(self, fields: list[tuple[bytes, bytes]]) -> None:
@@ -307,10 +371,16 @@ class _Call:
             raise GrpcStatusError(grpc.StatusCode.UNKNOWN,
                                   f"answer without grpc-status (HTTP status {http_status})")
         if status != b"0":
-            code = _STATUS_NAMES.get(int(status), grpc.StatusCode.UNKNOWN)
-            message = _percent_decode(self.trailers.get(b"grpc-message", b""))
-            raise GrpcStatusError(code, message)
-        return max(0, self.received - 5)  # minus the gRPC message prefix
+            code = _STATUS_NAMES.get(int(status)) if status.isdigit() else None
+            if code is not grpc.StatusCode.OK:  # "00" is OK too
+                message = _percent_decode(self.trailers.get(b"grpc-message", b""))
+                raise GrpcStatusError(code or grpc.StatusCode.UNKNOWN, message)
+        size = self.received - 5  # minus the gRPC message prefix
+        if len(self.prefix) < 5 or int.from_bytes(self.prefix[1:], "big") != size:
+            raise GrpcStatusError(grpc.StatusCode.INTERNAL,
+                                  f"the answer is not one gRPC message: {self.received} bytes, "
+                                  f"prefix {bytes(self.prefix).hex() or 'none'}")
+        return size
 
 
 def _percent_decode(value: bytes) -> str:
