@@ -124,8 +124,8 @@ class WorkerTest:
         self.cpu.sample()
         self.recorder.flush()
         self.runner.send_message(DONE_MESSAGE, {
-            "records": self.recorder.count, "arrivals": arrivals.rows() if arrivals else [],
-            "client_cpu": self.cpu.document(), **_identity()})
+            "arrivals": arrivals.rows() if arrivals else [], "client_cpu": self.cpu.document(),
+            **_identity()})
         # Locust's final stats now, as Locust itself does at "quit", rather than at its next
         # 3 s report: the master waits for them, and every distributed run ended 2 s late.
         send_stats = getattr(self.runner, "_send_stats", None)

@@ -133,13 +133,7 @@ class LiveTicker:
 
     def _write(self, elapsed_s: float, second: Numbers) -> None:
         recorder = self.recorder
-        try:
-            self._write_live(elapsed_s, second, recorder)
-        except OSError:  # progress only: a full disk is said once, by the recorder
-            pass
-
-    def _write_live(self, elapsed_s: float, second: Numbers, recorder: Recorder) -> None:
-        write_json_atomic(self.path, {
+        document = {
             "elapsed_s": round(elapsed_s, 1),
             "requests": recorder.count,
             "rps": round(second.throughput_rps, 1),
@@ -149,4 +143,8 @@ class LiveTicker:
             # Since the start, per model, from the HDR histograms (µs, 3 digits).
             "p95_ms_by_model": {m: histogram_percentile_ms(h, 95)
                                 for m, h in sorted(by_model(self.histograms()).items())},
-        })
+        }
+        try:
+            write_json_atomic(self.path, document)
+        except OSError:  # progress only: a full disk is said once, by the recorder
+            pass
