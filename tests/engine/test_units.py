@@ -97,6 +97,14 @@ class FakeRpcError(grpc.RpcError):
     (FakeRpcError(grpc.StatusCode.UNAVAILABLE, "Socket closed"), "unavailable"),
     (ConnectionRefusedError(111, "Connection refused"), "unavailable"),
     (TimeoutError("timed out"), "timeout"),
+    (InferenceServerException("This API is restricted, expecting header 'x-api-key'",
+                              status="403"), "auth"),
+    (InferenceServerException("This protocol is restricted, expecting header "
+                              "'triton-grpc-protocol-x-api-key'", status="StatusCode.UNAVAILABLE"),
+     "auth"),
+    (FakeRpcError(grpc.StatusCode.UNAUTHENTICATED, "bad token"), "auth"),
+    (FakeRpcError(grpc.StatusCode.PERMISSION_DENIED, "no"), "auth"),
+    (InferenceServerException("Unauthorized", status="401"), "auth"),
     (ValueError("strange"), "other"),
 ])
 def test_error_taxonomy(exc, kind):

@@ -59,6 +59,7 @@ ERROR_KINDS = (
     "shape_mismatch",
     "invalid_input",
     "resource_exhausted",
+    "auth",
     "server_error",
     "other",
 )
@@ -73,6 +74,10 @@ _STATUS_KINDS = {
     "INTERNAL": "server_error",
     "UNKNOWN": "server_error",
     "UNIMPLEMENTED": "server_error",
+    "UNAUTHENTICATED": "auth",
+    "PERMISSION_DENIED": "auth",
+    "401": "auth",
+    "403": "auth",
     "404": "model_not_found",
     "408": "timeout",
     "429": "resource_exhausted",
@@ -80,8 +85,10 @@ _STATUS_KINDS = {
     "504": "timeout",
 }
 
-# Message fragments Triton uses; checked before the status, which is coarser.
+# Message fragments Triton uses; checked before the status, which is coarser. Triton refuses a
+# restricted gRPC protocol with UNAVAILABLE, and only its message tells it from an outage.
 _MESSAGE_KINDS = (
+    ("is restricted, expecting header", "auth"),
     ("unexpected shape", "shape_mismatch"),
     ("shape", "shape_mismatch"),
     ("is not ready", "model_not_ready"),

@@ -21,6 +21,7 @@ from tritonload.load.options import option
 from tritonload.load.users import TritonUser
 from tritonload.server import EmbeddedTriton, Ports
 from tritonload.server.fleet import DEMO_SHAPES
+from tritonload.triton.access import check_access
 from tritonload.triton.admin import TritonAdmin, config_snapshot
 from tritonload.triton.payloads import (
     ModelInfo,
@@ -62,6 +63,7 @@ def preflight(environment: Any) -> Preflight:
         try:
             admin.server_live()
             payloads, configs = _payloads(admin, models, options)
+            _check_access(target, settings)
         except BaseException:
             admin.close()
             raise
@@ -111,6 +113,14 @@ def _target(environment: Any, options: Any) -> tuple[Target, EmbeddedTriton | No
     server.start()
     return Target(host=server.host, http_port=base, grpc_port=base + 1, embedded=True,
                   headers=headers, timeout_s=timeout), server
+
+
+def _check_access(target: Target, settings: dict[type, UserSettings]) -> None:
+    """One refused-or-not inference per protocol and header set the classes will send."""
+    asked = {(cls.protocol, tuple(sorted(s.target_of(target).headers.items()))):
+             (s.target_of(target), s.mix.models[0]) for cls, s in settings.items()}
+    for (protocol, _), (class_target, model) in sorted(asked.items()):
+        check_access(class_target, protocol, model)
 
 
 def _usable_user_classes(environment: Any, target: Target) -> list[type]:

@@ -36,6 +36,31 @@ _PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
+class AuthRestriction:
+    """Triton's own header check: these APIs answer only requests that carry NAME: VALUE.
+
+    Triton takes it as ``--http-restricted-api`` and ``--grpc-restricted-protocol``. Over gRPC
+    it expects the header as ``triton-grpc-protocol-NAME`` (checked on this build: a plain
+    ``NAME`` is refused with UNAVAILABLE "This protocol is restricted, expecting header
+    'triton-grpc-protocol-NAME'"); over HTTP a missing or wrong value is a 403.
+    """
+
+    name: str
+    value: str
+    apis: tuple[str, ...] = ("inference",)
+
+    def flags(self) -> list[str]:
+        """Tritonserver's command-line flags for this restriction."""
+        rule = f"{','.join(self.apis)}:{self.name}={self.value}"
+        return [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
+
+    @property
+    def grpc_name(self) -> str:
+        """The header name a gRPC client must send."""
+        return f"triton-grpc-protocol-{self.name}"
+
+
+@dataclass(frozen=True)
 class Ports:
     """The three ports Triton listens on."""
 
@@ -84,11 +109,13 @@ class EmbeddedTriton:
         host: str = "127.0.0.1",
         ready_timeout_s: float = 120.0,
         log_file: str | os.PathLike | None = None,
+        auth: AuthRestriction | None = None,
     ) -> None:
         self.models = list(models) if models is not None else demo_fleet()
         self.ports = ports
         self.host = host
         self.ready_timeout_s = ready_timeout_s
+        self.auth = auth
         self._user_log = Path(log_file) if log_file else None
         self._log_file: Path | None = None
         self._workdir: Path | None = None
@@ -148,6 +175,7 @@ class EmbeddedTriton:
             "--allow-metrics=true", "--allow-gpu-metrics=false",
             "--strict-readiness=true", "--exit-on-error=true", "--exit-timeout-secs=5",
             "--log-verbose=0",
+            *(self.auth.flags() if self.auth else []),
         ]
         log.info("starting tritonserver: %s", " ".join(cmd))
         with open(self._log_file, "wb") as out:

@@ -59,6 +59,10 @@ class TritonAdmin:
         except Exception as exc:  # tritonclient raises several types; classify them all
             kind = classify(exc)
             detail = first_line(exc)
+            if kind == "auth":
+                raise UsageError(f"authentication failed on {self.target.describe()} for "
+                                 f"{what}: {detail} (give the header with --header "
+                                 "NAME=VALUE)") from None
             if kind == "unavailable":
                 raise ServerError(
                     f"cannot reach Triton at {self.target.describe()}: {detail}"

@@ -7,8 +7,9 @@ import time
 
 from tritonload.cli.console import console, print_table
 from tritonload.cli.signals import sigterm_raises_interrupt
+from tritonload.core.config import parse_pairs
 from tritonload.core.errors import ServerError, UsageError
-from tritonload.server import EmbeddedTriton, Ports, demo_fleet
+from tritonload.server import AuthRestriction, EmbeddedTriton, Ports, demo_fleet
 from tritonload.server.fleet import OVERRIDABLE, fleet_table, overrides_from_strings
 
 LOOPBACK = ("127.", "localhost", "::1")
@@ -53,12 +54,29 @@ def server_from_args(args: argparse.Namespace) -> EmbeddedTriton:
             raise UsageError(f"unknown model {unknown[0]!r}; known: {', '.join(sorted(known))}")
         fleet = [m for m in fleet if m.name in wanted]
     return EmbeddedTriton(
+        auth=_auth(args),
         models=fleet,
         ports=Ports(args.http_port, args.grpc_port, args.metrics_port),
         host=args.bind,
         ready_timeout_s=args.ready_timeout,
         log_file=args.server_log,
     )
+
+
+def _auth(args: argparse.Namespace) -> AuthRestriction | None:
+    """`serve --auth-header`: Triton's own restricted APIs (other commands have no such flag)."""
+    pairs = parse_pairs([args.auth_header] if getattr(args, "auth_header", None) else [],
+                        "--auth-header")
+    if not pairs:
+        if getattr(args, "auth_metadata", False):
+            raise UsageError("--auth-metadata needs --auth-header NAME=VALUE")
+        return None
+    (name, value), = pairs.items()
+    if not name.replace("-", "").replace("_", "").isalnum() or "," in value or ":" in value:
+        raise UsageError(f"bad --auth-header {name}={value}: the name is letters, digits, '-' "
+                         "and '_'; the value has no ',' or ':' (Triton's rule syntax)")
+    apis = ("inference", "metadata", "model-config") if args.auth_metadata else ("inference",)
+    return AuthRestriction(name.lower(), value, apis)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -75,6 +93,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_server_options(parser)
+    auth = parser.add_argument_group("authentication (Triton's restricted APIs)")
+    auth.add_argument(
+        "--auth-header", default=None, metavar="NAME=VALUE",
+        help="answer inference requests only when they carry this header (HTTP: NAME; gRPC: "
+        "triton-grpc-protocol-NAME, as Triton expects). Clients send it with --header; a "
+        "missing or wrong one is HTTP 403 / gRPC UNAVAILABLE, recorded as error kind 'auth'")
+    auth.add_argument("--auth-metadata", action="store_true",
+                      help="restrict the model metadata and config endpoints too")
     parser.set_defaults(func=run)
 
 
@@ -87,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
                 server.start()
             console.print(f"Triton ready  HTTP {server.http_url}  gRPC {server.grpc_url}  "
                           f"metrics {server.metrics_url}")
+            if server.auth:
+                console.print(f"restricted: {', '.join(server.auth.apis)}; send --header "
+                              f"{server.auth.name}=… (HTTP) and --header "
+                              f"{server.auth.grpc_name}=… (gRPC)")
             print_table(fleet_table(server.models), title="models")
             console.print("Ctrl-C to stop.")
             while server.running():
