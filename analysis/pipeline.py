@@ -10,6 +10,7 @@ import pandas as pd
 from tritonload.core.errors import UsageError
 
 from . import batching, capacity, compare, metrics
+from . import outages as downtime
 from .load import RunSet
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ class Analysis:
     probes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=capacity.PROBE_COLUMNS))
     recommendations: list[dict] = field(default_factory=list)
+    outages: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=downtime.OUTAGE_COLUMNS))
+    timeline: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=downtime.TIMELINE_COLUMNS))
     params: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -94,6 +99,7 @@ def analyze(
     elif target_rps is not None:
         log.warning("--target-rps needs --slo-p95-ms; no replica plan")
     warnings = list(runset.warnings)
+    down = downtime.outage_table(runset.runs, runset.meta)
     if target_rps is not None and slo_p95_ms is None:
         warnings.append("a target rate was given without a P95 SLO: no replica plan")
     return Analysis(
@@ -115,6 +121,9 @@ def analyze(
         knees=capacity.knee_table(searches or []),
         probes=capacity.probe_table(searches or []),
         recommendations=list(recommendations or []),
+        outages=down,
+        timeline=downtime.timeline(runset.records, runset.runs,
+                                  sorted(set(down["run_id"].astype(str)))),
         params={"slo_p95_ms": slo_p95_ms, "target_rps": target_rps, "headroom": headroom,
                 "max_error_rate": max_error_rate, "n_boot": n_boot, "seed": seed,
                 "warmup_fraction": metrics.WARMUP_FRACTION,

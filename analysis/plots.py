@@ -197,6 +197,30 @@ def time_breakdown(breakdown: pd.DataFrame) -> bytes | None:
     return _png(fig)
 
 
+def outage_timeline(timeline: pd.DataFrame, outages: pd.DataFrame) -> bytes | None:
+    """Successful and failed requests per second, one panel per run, outages shaded."""
+    if timeline.empty:
+        return None
+    run_ids = list(dict.fromkeys(timeline["run_id"].astype(str)))[:4]
+    fig = Figure(figsize=(12, 2.4 * len(run_ids) + 0.6), layout="constrained")
+    for i, run_id in enumerate(run_ids):
+        ax = fig.add_subplot(len(run_ids), 1, i + 1)
+        t = timeline[timeline["run_id"].astype(str) == run_id]
+        ax.plot(t["t_s"], t["ok"], color="tab:green", label="ok req/s")
+        ax.plot(t["t_s"], t["failed"], color="tab:red", label="failed req/s")
+        for o in outages[outages["run_id"].astype(str) == run_id].itertuples(index=False):
+            end = o.end_s if not pd.isna(o.end_s) else float(t["t_s"].max()) + 1
+            ax.axvspan(o.start_s, end, color="tab:red", alpha=0.12,
+                       label=f"unreachable ({o.kind})")
+        ax.set_title(f"run {run_id}", fontsize=9)
+        ax.set_ylabel("requests / s")
+        ax.grid(alpha=0.3)
+        if i == len(run_ids) - 1:
+            ax.set_xlabel("seconds since the run started")
+        _legend_outside(ax)
+    return _png(fig)
+
+
 # ---------------------------------------------------------------------------------------------
 # The answer's charts: one question each
 

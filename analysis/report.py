@@ -109,6 +109,7 @@ def report_data(analysis: Analysis) -> dict:
     data["capacity"]["searches"] = _records(a.knees)
     data["capacity"]["probes"] = _records(a.probes)
     data["recommendations"] = _clean(a.recommendations)
+    data["outages"] = _records(a.outages)
     data["answer"] = _clean(answer(a))
     return data
 
@@ -320,6 +321,17 @@ def _sections(d: dict) -> list[dict]:
                             [[e["model"], e["protocol"], e["mode"], loads[e["run_id"]],
                               e["error_kind"], str(e["count"]), fmt_pct(e["rate"])]
                              for e in d["errors"]])})
+    if d["outages"]:
+        s.append({"title": "Outages", "paragraphs": [
+            "Intervals in which every request failed for 2 s or more (run.json `outages`, "
+            "judged once a second). A run with one in its steady window is invalid: its "
+            "numbers would average the outage with the service around it."],
+            "table": (["run", "from (s)", "to (s)", "duration (s)", "kind", "message"],
+                      [[o["run_id"], fmt_num(o["start_s"], 1),
+                        "end of run" if o["open"] else fmt_num(o["end_s"], 1),
+                        fmt_num(o["duration_s"], 1), o["kind"], o["message"][:120]]
+                       for o in d["outages"]]),
+            "images": ["outage_timeline"]})
     s.append(_capacity_section(d))
     claim = d["sync_vs_async"]["claim"]
     s.append({"title": "Sync vs async", "paragraphs": [
@@ -759,6 +771,7 @@ def render_images(analysis: Analysis, data: dict) -> dict[str, bytes | None]:
         "latency_cdf": plots.latency_cdf(analysis.cdf),
         "batch_histograms": plots.batch_histograms(analysis.batch_hist),
         "time_breakdown": plots.time_breakdown(analysis.breakdown),
+        "outage_timeline": plots.outage_timeline(analysis.timeline, analysis.outages),
     }
 
 

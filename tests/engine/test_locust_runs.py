@@ -102,8 +102,8 @@ def bad_payload(tmp_path):
 
 @pytest.mark.parametrize("extra, expected", [
     (["--payload", "recommender=BAD"],
-     "recommender: input 'user_features' shape mismatch: expected [64] (without batch dim), "
-     "got [63]"),
+     "bad.json: entry 0, input 'user_features': shape [63] does not match the model's [64] "
+     "(dims without the batch dim)"),
     (["--mix", "no_such_model:1"], "model 'no_such_model' is not available"),
     (["--payload", "recommender=/does/not/exist.json"], "does not exist"),
     (["--mix", "recommender:x"], "weight is not a number"),

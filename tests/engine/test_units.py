@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import collections
 import random
+import ssl
 
 import grpc
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from tritonload.core.config import Target
+from tritonload.core.config import Target, TlsFiles
 from tritonload.core.errors import UsageError, classify, message_of
 from tritonload.core.mix import ModelMix
 from tritonload.load.server_stats import delta, snapshot
@@ -105,10 +106,52 @@ class FakeRpcError(grpc.RpcError):
     (FakeRpcError(grpc.StatusCode.UNAUTHENTICATED, "bad token"), "auth"),
     (FakeRpcError(grpc.StatusCode.PERMISSION_DENIED, "no"), "auth"),
     (InferenceServerException("Unauthorized", status="401"), "auth"),
+    # TLS: grpcio's failed handshake is UNAVAILABLE, told apart from an outage by its message
+    (InferenceServerException(
+        "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:19601: Tls "
+        "handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL routines:"
+        "OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: self signed certificate in certificate "
+        "chain", status="StatusCode.UNAVAILABLE"), "tls"),
+    (ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify "
+                                     "failed: self-signed certificate in certificate chain"),
+     "tls"),
+    (ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate "
+                     "required"), "tls"),
+    (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), "unavailable"),  # a hang-up
     (ValueError("strange"), "other"),
 ])
 def test_error_taxonomy(exc, kind):
     assert classify(exc) == kind
+
+
+def test_tls_files_are_checked_once_in_one_line(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca_file, cert_file, key_file = (tmp_path / n for n in ("ca.pem", "c.pem", "c.key"))
+    ca.cert_pem.write_to_path(str(ca_file))
+    client = ca.issue_cert("client@example")
+    client.cert_chain_pems[0].write_to_path(str(cert_file))
+    client.private_key_pem.write_to_path(str(key_file))
+    tls = TlsFiles(str(ca_file), str(cert_file), str(key_file))
+    assert Target.parse("grpcs://triton:8001", tls=tls).tls == tls
+    assert TlsFiles.of() is None
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    for make, fragment in [
+        (lambda: TlsFiles(str(tmp_path / "missing.pem")), "--tls-ca"),
+        (lambda: TlsFiles(cert=str(cert_file)), "go together"),
+        (lambda: TlsFiles(str(garbage)), "not a PEM CA certificate"),
+        (lambda: TlsFiles(str(ca_file), str(cert_file), str(ca_file)), "matching key"),
+        (lambda: Target.parse("grpc://triton:8001", tls=tls), "need a TLS target"),
+    ]:
+        with pytest.raises(UsageError, match=fragment) as caught:
+            make()
+        assert "\n" not in str(caught.value)
+
+
+def test_tls_targets_describe_their_scheme():
+    assert Target.parse("grpcs://triton:8001").describe() == "grpcs://triton:8001"
+    assert Target.parse("http://triton:80").describe() == "http://triton:80"
 
 
 def test_message_drops_status_prefix():

@@ -23,6 +23,7 @@ import tritonload.locustfiles
 from tritonload.cli.console import console
 from tritonload.core.config import Target
 from tritonload.core.errors import ERROR_PREFIX, UsageError, print_error
+from tritonload.core.options import tls_args
 
 # The scenarios ship inside the package (package data), wherever it is installed.
 LOCUSTFILES = Path(tritonload.locustfiles.__file__).resolve().parent
@@ -123,7 +124,7 @@ class LocustRun:
                 "-t", f"{math.ceil(self.duration_s)}s",  # Locust takes whole seconds
                 "--host", self.target.as_url(), "--run-dir", str(self.run_dir),
                 *(["--embedded-target"] if self.target.embedded else []),
-                *self.processes.locust_args(), *self.options]
+                *tls_args(self.target.tls), *self.processes.locust_args(), *self.options]
 
     def execute(self, label: str = "load") -> int:
         """Run to the end, showing progress; Ctrl-C stops the child cleanly.

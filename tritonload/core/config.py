@@ -5,6 +5,7 @@ Bad values fail at construction with a one-line `UsageError`.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,10 +26,56 @@ def _freeze(mapping: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """A TLS client's own files (PEM): the CA to trust, and its certificate and key for mTLS.
+
+    ``ca`` None trusts the system's CAs. The server's hostname (or IP) is always checked
+    against its certificate. The files are read once here, with the standard library, so a
+    missing or unreadable one is a one-line error before any connection is tried, rather
+    than a handshake failure on every request.
+    """
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise UsageError("--tls-client-cert and --tls-client-key go together (a client "
+                             "certificate for mutual TLS and its private key)")
+        for flag, path in (("--tls-ca", self.ca), ("--tls-client-cert", self.cert),
+                           ("--tls-client-key", self.key)):
+            if path is not None and not os.path.isfile(path):
+                raise UsageError(f"{flag} {path}: no such file")
+        import ssl  # here, not at import: Locust's gevent patches ssl when it loads
+
+        try:
+            context = ssl.create_default_context(cafile=self.ca)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise UsageError(f"--tls-ca {self.ca}: not a PEM CA certificate ({exc})") from None
+        if self.cert is not None:
+            try:
+                context.load_cert_chain(self.cert, self.key)
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise UsageError(f"--tls-client-cert {self.cert} / --tls-client-key {self.key}: "
+                                 f"not a PEM certificate and its matching key ({exc})") from None
+
+    @classmethod
+    def of(cls, ca: str | None = None, cert: str | None = None,
+           key: str | None = None) -> TlsFiles | None:
+        """The files the ``--tls-*`` options name, or None when none is given."""
+        if ca is None and cert is None and key is None:
+            return None
+        return cls(ca, cert, key)
+
+
+@dataclass(frozen=True)
 class Target:
     """A Triton server: its HTTP and/or gRPC endpoints as ``host:port``.
 
     ``pinned`` is the protocol an explicit URL scheme fixed (``None`` when both may be used).
+    ``ssl`` comes from an ``https://`` or ``grpcs://`` scheme; ``tls`` holds the client's
+    own TLS files, if any (``--tls-ca``, ``--tls-client-cert``, ``--tls-client-key``).
     """
 
     host: str
@@ -39,9 +86,13 @@ class Target:
     embedded: bool = False
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float = 30.0
+    tls: TlsFiles | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "headers", _freeze(self.headers))
+        if self.tls is not None and not self.ssl:
+            raise UsageError("--tls-ca, --tls-client-cert and --tls-client-key need a TLS target: "
+                             "grpcs://host:port or https://host:port")
         for name, value in self.headers.items():  # both transports write them verbatim
             if not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(value):
                 raise UsageError(f"bad header {name!r}: a name is a token, a value has no "
@@ -98,7 +149,8 @@ class Target:
 
     def describe(self) -> str:
         """A short human-readable form."""
-        parts = [f"{p}://{self.url(p)}" for p in PROTOCOLS if self.supports(p)]
+        tls = "s" if self.ssl else ""
+        parts = [f"{p}{tls}://{self.url(p)}" for p in PROTOCOLS if self.supports(p)]
         return " ".join(parts) + (" (embedded)" if self.embedded else "")
 
 

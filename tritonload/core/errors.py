@@ -60,6 +60,7 @@ ERROR_KINDS = (
     "invalid_input",
     "resource_exhausted",
     "auth",
+    "tls",
     "server_error",
     "other",
 )
@@ -87,7 +88,14 @@ _STATUS_KINDS = {
 
 # Message fragments Triton uses; checked before the status, which is coarser. Triton refuses a
 # restricted gRPC protocol with UNAVAILABLE, and only its message tells it from an outage.
+# grpcio reports a failed TLS handshake the same way ("failed to connect to all addresses;
+# ... Ssl handshake failed ... CERTIFICATE_VERIFY_FAILED"), so the TLS fragments come first.
 _MESSAGE_KINDS = (
+    ("certificate verify failed", "tls"),
+    ("certificate_verify_failed", "tls"),
+    ("handshake failed", "tls"),
+    ("certificate required", "tls"),
+    ("certificate_required", "tls"),
     ("is restricted, expecting header", "auth"),
     ("unexpected shape", "shape_mismatch"),
     ("shape", "shape_mismatch"),
@@ -116,6 +124,8 @@ def classify(exc: BaseException) -> str:
     status = status_of(exc).removeprefix("StatusCode.")
     if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":
         return "timeout"
+    if _tls_failure(exc):
+        return "tls"
     if isinstance(exc, (ConnectionError, OSError)) and not status:
         return "unavailable"
     for fragment, kind in _MESSAGE_KINDS:
@@ -128,6 +138,20 @@ def classify(exc: BaseException) -> str:
     if status.isdigit() and int(status) >= 500:
         return "server_error"
     return "other"
+
+
+# ssl.SSLError subclasses that mean "the connection ended", not "TLS was refused".
+_SSL_CLOSED = frozenset({"SSLEOFError", "SSLZeroReturnError", "SSLSyscallError",
+                         "SSLWantReadError", "SSLWantWriteError"})
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    """An ssl.SSLError of the handshake (a bad certificate, an alert from the peer).
+
+    By class name, so that this module never imports ssl (Locust's gevent patches it).
+    """
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return "SSLError" in names and type(exc).__name__ not in _SSL_CLOSED
 
 
 def message_of(exc: BaseException) -> str:

@@ -23,9 +23,31 @@ def add_user_options(group: Any) -> None:
     group.add_argument("--arrival", choices=("poisson", "constant"), default=None,
                        help="open loop: arrival process (default poisson)")
     group.add_argument("--payload", action="append", default=[], metavar="MODEL=FILE",
-                       help="perf_analyzer --input-data JSON file for a model; repeatable")
+                       help="perf_analyzer --input-data JSON file or directory for a "
+                            "model; repeatable")
     group.add_argument("--shape", action="append", default=[], metavar="MODEL.INPUT=DIMS",
                        help="dims of a variable input for generated payloads; repeatable")
+
+
+def add_tls_options(group: Any) -> None:
+    """``--tls-ca``, ``--tls-client-cert``, ``--tls-client-key``: the client side of grpcs:// or https://."""
+    group.add_argument("--tls-ca", default=None, metavar="FILE",
+                       help="PEM CA certificate(s) to trust for a grpcs:// or https:// target "
+                       "(default: the system's); the server's hostname or IP is always checked "
+                       "against its certificate")
+    group.add_argument("--tls-client-cert", default=None, metavar="FILE",
+                       help="PEM client certificate, for a server that asks for one (mutual "
+                       "TLS: tritonserver --grpc-use-ssl-mutual); needs --tls-client-key")
+    group.add_argument("--tls-client-key", default=None, metavar="FILE",
+                       help="PEM private key of --tls-client-cert")
+
+
+def tls_args(tls: Any) -> list[str]:
+    """The ``--tls-*`` options that give a child process the same `TlsFiles` (none for None)."""
+    if tls is None:
+        return []
+    pairs = (("--tls-ca", tls.ca), ("--tls-client-cert", tls.cert), ("--tls-client-key", tls.key))
+    return [arg for flag, path in pairs if path is not None for arg in (flag, path)]
 
 
 def add_slo_options(group: Any) -> None:

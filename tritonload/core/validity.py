@@ -18,6 +18,9 @@ broken rule:
   window, the rule the report uses for server statistics intervals).
 * **Failed requests**: more than ``ERROR_RATE_LIMIT`` of the window's requests failed.
 * **Unstable**: run.json ``stability`` is present and says ``stable: false``.
+* **Target unreachable**: an interval of run.json ``outages`` (every request failing for
+  2 s or more, `tritonload.load.outages`) overlaps the window. The window's throughput and
+  percentiles would otherwise average the outage with the service around it, silently.
 
 A rule without its data is not judged (its share is NaN): closed-loop runs have no arrivals,
 runs written before ``client_cpu`` existed (and synthetic runs) have no CPU samples.
@@ -130,6 +133,23 @@ def _stability_reason(stability: object) -> str | None:
             f"in {measured} measured windows")
 
 
+def outage_overlap_s(outages: object, window: Window) -> tuple[float, str]:
+    """Seconds of run.json ``outages`` inside the window, and the first one's kind."""
+    total, kind = 0.0, ""
+    for outage in outages if isinstance(outages, Sequence) else ():
+        if not isinstance(outage, Mapping):
+            continue
+        start, end = outage.get("start_ns"), outage.get("end_ns")
+        if not isinstance(start, int):
+            continue
+        end = end if isinstance(end, int) else window.end_ns
+        inside = min(end, window.end_ns) - max(start, window.start_ns)
+        if inside > 0:
+            total += inside / _NS
+            kind = kind or str(outage.get("kind") or "")
+    return total, kind
+
+
 def judge(meta: Mapping[str, Any], window: Window,
           arrivals: pd.DataFrame | Sequence[Mapping[str, int]] | None,
           numbers: Numbers) -> Validity:
@@ -153,6 +173,11 @@ def judge(meta: Mapping[str, Any], window: Window,
     if error_rate > ERROR_RATE_LIMIT:
         reasons.append(f"failed requests: {error_rate:.1%} of {numbers.requests} requests "
                        f"in the steady window (limit {ERROR_RATE_LIMIT:.0%})")
+    down_s, kind = outage_overlap_s(meta.get("outages"), window)
+    if down_s > 0:
+        span_s = (window.end_ns - window.start_ns) / _NS
+        reasons.append(f"target unreachable for {down_s:.1f} s of the {span_s:.1f} s steady "
+                       f"window ({kind or 'every request failed'})")
     unstable = _stability_reason(meta.get("stability"))
     if unstable:
         reasons.append(unstable)

@@ -34,6 +34,7 @@ class UserSettings:
     arrival: str = "poisson"
     timeout_s: float = 30.0
     headers: Mapping[str, str] = field(default_factory=dict)  # the class's own; --header wins
+    error_backoff_s: float = 0.0  # the first wait after a failure; 0 = none
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -42,6 +43,11 @@ class UserSettings:
             raise UsageError(f"--max-in-flight must be >= 1, got {self.max_in_flight}")
         if self.mode == "open":
             ArrivalProcess(self.rate or 0.0, self.arrival)  # validates rate and arrival
+        if not self.error_backoff_s >= 0:
+            raise UsageError(f"--error-backoff must be >= 0 s, got {self.error_backoff_s}")
+        if self.error_backoff_s and self.mode == "open":
+            raise UsageError("--error-backoff applies to closed loops (sync, async): an open "
+                             "loop keeps its schedule")
         if not self.timeout_s > 0:
             raise UsageError(f"request timeout must be > 0 s, got {self.timeout_s}")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tritonload.core.config import Target
+from tritonload.core.config import Target, TlsFiles
 from tritonload.core.mix import ModelMix
 from tritonload.load.arrivals import ArrivalLedger
 from tritonload.load.context import RunContext, UserSettings
@@ -50,13 +50,14 @@ def _settings(settings: UserSettings) -> dict[str, Any]:
     return {"mix": [list(pair) for pair in settings.mix.weights], "mode": settings.mode,
             "max_in_flight": settings.max_in_flight, "rate": settings.rate,
             "arrival": settings.arrival, "timeout_s": settings.timeout_s,
-            "headers": dict(settings.headers)}
+            "headers": dict(settings.headers), "error_backoff_s": settings.error_backoff_s}
 
 
 def context_message(context: RunContext, rate_users: int) -> dict[str, Any]:
     """What the master sends: the context, and the run's total users (the rate's divisor)."""
     target = {f.name: getattr(context.target, f.name) for f in dataclasses.fields(Target)}
     target["headers"] = dict(context.target.headers)
+    target["tls"] = dataclasses.asdict(context.target.tls) if context.target.tls else None
     return {
         "target": target,
         "payloads": {model: {"entries": [{name: _tensor(a) for name, a in entry.items()}
@@ -83,12 +84,14 @@ def context_from_message(data: Mapping[str, Any], user_classes: Sequence[type],
             settings[by_name[name]] = UserSettings(
                 ModelMix(tuple((str(m), float(w)) for m, w in s["mix"])), s["mode"],
                 int(s["max_in_flight"]), s["rate"], s["arrival"], float(s["timeout_s"]),
-                dict(s["headers"]))
+                dict(s["headers"]), float(s.get("error_backoff_s", 0.0)))
     payloads = {
         model: Payload(model, tuple({name: _array(t) for name, t in entry.items()}
                                     for entry in p["entries"]),
                        tuple(p["outputs"]), p["source"])
         for model, p in data["payloads"].items()}
-    return RunContext(Target(**data["target"]), payloads, settings,
+    target = dict(data["target"])
+    target["tls"] = TlsFiles(**target["tls"]) if target.get("tls") else None
+    return RunContext(Target(**target), payloads, settings,
                       int(data["seed"]) + worker_index * SEED_STRIDE, ArrivalLedger(),
                       rate_users=int(data["rate_users"]))

@@ -1,10 +1,11 @@
-"""Once a second: ``live.json``, the stability windows, the client process's CPU time.
+"""Once a second: ``live.json``, the stability windows, the client CPU time, outages.
 
 ``live.json`` (progress) and the stability windows of measured runs summarise the requests
 completed since the last tick with `tritonload.core.numbers.summarize`, the same throughput
 and exact-percentile definition as the run table, the SLO gate and the report. The CPU
 samples go to run.json (``client_cpu``), where `tritonload.core.validity` judges whether the
-load generator saturated.
+load generator saturated. The outage watch (`tritonload.load.outages`) reads the recorder's
+counters on the same tick.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hdrh.histogram import HdrHistogram
 from tritonload.core.numbers import Numbers, summarize
 from tritonload.core.rundir import write_json_atomic
 from tritonload.core.schema import LIVE_JSON
+from tritonload.load.outages import OutageWatch
 from tritonload.load.recorder import Recorder, by_model, histogram_percentile_ms
 from tritonload.load.stability import StabilityRule
 
@@ -74,7 +76,7 @@ class ClientCpu:
 
 
 class LiveTicker:
-    """A greenlet: ``live.json`` every ``period_s``, stability windows, CPU samples.
+    """A greenlet: ``live.json`` every ``period_s``, stability windows, CPU samples, outages.
 
     The CPU time is also sampled once at `start` and at `stop`, so a short run has two.
     """
@@ -94,6 +96,7 @@ class LiveTicker:
         self.on_done = on_done
         self.period_s = period_s
         self.cpu = ClientCpu()
+        self.outages = OutageWatch(started_ns)
         self._greenlet: gevent.Greenlet | None = None
 
     def start(self) -> None:
@@ -127,6 +130,10 @@ class LiveTicker:
         """Write ``live.json`` for the requests since the last tick; returns them."""
         latencies, oks = self.recorder.take_live_window()
         now = time.monotonic()
+        recorder = self.recorder
+        self.outages.observe(time.time_ns(), recorder.count, recorder.errors,
+                             recorder.last_error, recorder.first_ok_ns)
+        recorder.first_ok_ns = None
         self._write(self._elapsed_s(), summarize(latencies, oks, now - self._last))
         self._last = now
         return latencies, oks
@@ -140,6 +147,8 @@ class LiveTicker:
             "p95_ms": _ms(second.percentile_ms(95)),
             "errors": sum(recorder.errors.values()),
             "windows": len(self.stability.rule.history) if self.stability else None,
+            "unreachable_since_ns": (self.outages.current.start_ns
+                                     if self.outages.current else None),
             # Since the start, per model, from the HDR histograms (µs, 3 digits).
             "p95_ms_by_model": {m: histogram_percentile_ms(h, 95)
                                 for m, h in sorted(by_model(self.histograms()).items())},

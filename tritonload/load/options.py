@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tritonload.core.options import add_slo_options, add_user_options
+from tritonload.core.options import add_slo_options, add_tls_options, add_user_options
 
 #: The options the web UI's start form shows, editable per test: what the load is. The rest
 #: (payload files, SLOs, run directory, stability rule...) stay command-line options.
@@ -18,8 +18,13 @@ def add_options(parser: Any) -> None:
     add_user_options(group)
     group.add_argument("--request-timeout", type=float, default=None, metavar="SECONDS",
                        help="per-request timeout (default 30)")
+    group.add_argument("--error-backoff", type=float, default=None, metavar="SECONDS",
+                       help="after a failed request, the user waits this long before its "
+                       "next one, doubling while failures go on (at most 5 s) and reset by "
+                       "a success; spares a dead target the error storm (default 0: off)")
     group.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
                        help="extra request header (auth tokens...); repeatable")
+    add_tls_options(group)
     group.add_argument("--fill", choices=("random", "zeros"), default="random",
                        help="generated payload values (default random)")
     group.add_argument("--run-dir", default=None,

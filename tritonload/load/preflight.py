@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from tritonload.core.config import Target, parse_pairs
+from tritonload.core.config import Target, TlsFiles, parse_pairs
 from tritonload.core.errors import UsageError
 from tritonload.core.mix import ModelMix
 from tritonload.load.arrivals import ArrivalLedger
@@ -99,10 +99,17 @@ def refresh(checks: Preflight, environment: Any) -> RunContext:
 def _target(environment: Any, options: Any) -> tuple[Target, EmbeddedTriton | None]:
     headers = parse_pairs(option(options, "header", []), "--header", "NAME=VALUE")
     timeout = float(option(options, "request_timeout", 30.0))
+    tls = TlsFiles.of(option(options, "tls_ca"), option(options, "tls_client_cert"),
+                      option(options, "tls_client_key"))
     host = environment.host or option(options, "host", None)
     if host:
         embedded = bool(option(options, "embedded_target", False))
-        return Target.parse(host, headers=headers, timeout_s=timeout, embedded=embedded), None
+        return Target.parse(host, headers=headers, timeout_s=timeout, embedded=embedded,
+                            tls=tls), None
+    if tls is not None:
+        raise UsageError("--tls-ca, --tls-client-cert and --tls-client-key need --host "
+                         "grpcs://… or https://… (the embedded server started without --host "
+                         "is plain)")
     from locust.runners import WorkerRunner
 
     if isinstance(environment.runner, WorkerRunner):
@@ -154,8 +161,9 @@ def user_settings(cls: type, options: Any) -> UserSettings:
     rate = _number(options, "rate", cls.rate, float)
     arrival = option(options, "arrival", cls.arrival)
     timeout_s = float(option(options, "request_timeout", cls.timeout_s))
+    backoff_s = _number(options, "error_backoff", cls.error_backoff_s, float)
     settings = UserSettings(ModelMix.of(mix_spec), mode, in_flight, rate, arrival, timeout_s,
-                            dict(cls.headers))
+                            dict(cls.headers), backoff_s)
     if mode == "sync":
         return dataclasses.replace(settings, max_in_flight=1, rate=None)
     return settings if mode == "open" else dataclasses.replace(settings, rate=None)

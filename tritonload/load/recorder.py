@@ -3,7 +3,10 @@
 Users fire ``environment.events.request`` with a ``context`` holding the exact timings (ns) and
 sizes; the recorder turns each event into one row. Rows are kept in column lists and written
 as a new self-contained Parquet part every ``flush_rows`` rows, so memory stays flat and a
-killed run loses at most one unflushed chunk. Per-(model, protocol) HDR histograms (µs, 3
+killed run loses at most one unflushed chunk. 20,000 rows: the buffer holds about 32 bytes
+per value (a Python object and its list slot), and at 50,000 rows its filling alone made
+the 30-minute soak's client RSS grow 36 MB in the first 4 minutes (50.8 MB in all, against
+the 50 MB target; `benchmarks/soak.py`). Per-(model, protocol) HDR histograms (µs, 3
 significant digits) give live percentiles.
 """
 
@@ -52,7 +55,7 @@ def by_model(histograms: Mapping[tuple[str, str], HdrHistogram]) -> dict[str, Hd
 class Recorder:
     """Collects one row per request event and streams them to ``<run_dir>/requests/``."""
 
-    def __init__(self, run_dir: str | Path | None, flush_rows: int = 50_000,
+    def __init__(self, run_dir: str | Path | None, flush_rows: int = 20_000,
                  worker: str = "local",
                  write_part: Callable[[dict[str, list[Any]] | pa.Table], None] | None = None,
                  on_write_error: Callable[[OSError], None] | None = None):
@@ -71,6 +74,8 @@ class Recorder:
         self.count = 0
         self.per_model: collections.Counter[str] = collections.Counter()
         self.errors: collections.Counter[str] = collections.Counter()
+        self.last_error = ""  # the latest failure's message, for the outage line
+        self.first_ok_ns: int | None = None  # the first success since the outage watch looked
         self.histograms: dict[tuple[str, str], HdrHistogram] = {}  # (model, protocol) →
         self._columns: dict[str, list[Any]] = {name: [] for name in schema.REQUESTS.names}
         self._parts = 0
@@ -112,12 +117,15 @@ class Recorder:
         self.count += 1
         self.per_model[name] += 1
         if exception is None:
+            if self.first_ok_ns is None:
+                self.first_ok_ns = ctx["intended_start_ns"] + ctx["latency_ns"]
             histogram = self.histograms.get((name, request_type))
             if histogram is None:
                 histogram = self.histograms[(name, request_type)] = new_histogram()
             histogram.record_value(max(1, min(int(latency_us), HDR_MAX_US)))
         else:
             self.errors[ctx.get("error_kind", "other")] += 1
+            self.last_error = ctx.get("triton_message", "")
         if len(columns["start_ns"]) >= self.flush_rows:
             self.flush()
 

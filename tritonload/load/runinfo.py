@@ -31,12 +31,14 @@ def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
                  stability: StabilityRule | None, stats_interval_s: float,
                  tags: Mapping[str, str], slos: list[Slo],
                  client_cpu: ClientCpu | None = None,
-                 workers: Mapping[str, dict] | None = None) -> dict[str, Any]:
+                 workers: Mapping[str, dict] | None = None,
+                 outages: list[dict] | None = None) -> dict[str, Any]:
     """The run.json document (without the format stamp `rundir.write_run_json` adds).
 
     ``client_cpu``: the live ticker's samples of this process's CPU time, from which
     `tritonload.core.validity` judges whether the load generator saturated. ``workers``: on
     a Locust master, each worker's host, users, records, CPU samples and whether it was lost.
+    ``outages``: the intervals `tritonload.load.outages.OutageWatch` saw.
     """
     target = context.target
     settings = list(context.settings.values())
@@ -73,5 +75,6 @@ def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
         "gevent_threadpool_size": gevent.get_hub().threadpool.maxsize,
         "client_cpu": client_cpu.document() if client_cpu else None,
         "workers": dict(workers) if workers is not None else None,
+        "outages": outages,
         "extra": {"tags": dict(tags), "slos": [s.describe() for s in slos]},
     }

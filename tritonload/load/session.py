@@ -261,4 +261,5 @@ class LoadSession:
             arrivals=self.checks.context.arrivals, stability=test.stability,
             stats_interval_s=self.stats_interval_s, tags=self.tags, slos=self.slos,
             client_cpu=test.ticker.cpu,
-            workers=self.collector.document() if self.collector is not None else None))
+            workers=self.collector.document() if self.collector is not None else None,
+            outages=test.ticker.outages.document(ended_ns)))

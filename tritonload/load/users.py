@@ -30,6 +30,8 @@ from tritonload.wire.http import HttpTransport
 
 # A task returns to Locust about this often, so user-count changes apply promptly.
 TASK_SLICE_S = 1.0
+#: The longest wait of ``--error-backoff``: a target back from an outage is found within it.
+MAX_BACKOFF_S = 5.0
 
 
 class RequestFailed(Exception):
@@ -49,6 +51,9 @@ class TritonUser(User):
       ``"constant"`` spacing
     * ``timeout_s``: per-request timeout in seconds (``--request-timeout``)
     * ``headers``: extra request headers, e.g. auth (``--header NAME=VALUE``)
+    * ``error_backoff_s``: after a failure, wait this long before the next request, doubling
+      up to `MAX_BACKOFF_S` while failures go on (``--error-backoff``; 0 = off). Each
+      sender backs off on its own; closed loops only (an open loop keeps its schedule).
     """
 
     abstract = True
@@ -60,6 +65,7 @@ class TritonUser(User):
     arrival = "poisson"
     timeout_s = 30.0
     headers: dict[str, str] = {}
+    error_backoff_s = 0.0
     wait_time = constant(0)  # closed loop: no think time
 
     _ids = itertools.count()
@@ -106,8 +112,9 @@ class TritonUser(User):
         if self.settings.mode == "open":
             self.schedule.run_until(deadline)
         elif self.pool is None:
+            failures = 0
             while time.monotonic() < deadline:
-                self.request()
+                failures = self._back_off(failures, self.request())
         else:
             while self.pool.free_count():  # async: max_in_flight senders, for the user's life
                 self.pool.spawn(self._send_forever)
@@ -119,15 +126,24 @@ class TritonUser(User):
         Long-lived senders rather than a greenlet per request: spawning one cost about 65 µs
         of client CPU per request.
         """
+        failures = 0
         while self.transport is not None:
-            self.request()
+            failures = self._back_off(failures, self.request())
+
+    def _back_off(self, failures: int, ok: bool) -> int:
+        """With ``--error-backoff``, wait after a failure; returns the failures in a row."""
+        if ok or not self.settings.error_backoff_s:
+            return 0
+        gevent.sleep(min(self.settings.error_backoff_s * 2 ** min(failures, 16), MAX_BACKOFF_S))
+        return failures + 1
 
     def request(self, intended_start_ns: int | None = None,
-                intended_perf_ns: int | None = None) -> None:
+                intended_perf_ns: int | None = None) -> bool:
         """Send one request of the mix and fire Locust's request event with exact timings.
 
         In open loop, ``intended_*`` carry the scheduled send time, so the latency includes
-        any time the request waited behind a slow server (no coordinated omission).
+        any time the request waited behind a slow server (no coordinated omission). Returns
+        whether it succeeded.
         """
         prepared = next(self.requests[self.settings.mix.draw(self.rng)])
         start_ns = time.time_ns()
@@ -159,6 +175,7 @@ class TritonUser(User):
         self.fire(request_type=self.protocol, name=prepared.model,
                   response_time=(ended - origin) / 1e6, response_length=received,
                   exception=exception, context=context)
+        return exception is None
 
 
 

@@ -26,7 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tritonload.core.errors import ServerError
+from tritonload.core.errors import ServerError, UsageError
 from tritonload.server.fleet import ModelSpec, demo_fleet, render_config
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,39 @@ class AuthRestriction:
     def grpc_name(self) -> str:
         """The header name a gRPC client must send."""
         return f"triton-grpc-protocol-{self.name}"
+
+
+@dataclass(frozen=True)
+class GrpcTls:
+    """TLS on Triton's gRPC endpoint: ``--grpc-use-ssl`` and its certificate flags.
+
+    Triton's HTTP endpoint has no TLS option, so the readiness check stays plain HTTP.
+    ``cert`` and ``key`` are the server's PEM files. With ``mutual``, Triton asks every client
+    for a certificate signed by ``ca`` (``--grpc-use-ssl-mutual``, which takes precedence over
+    ``--grpc-use-ssl``) and refuses the handshake without one.
+    """
+
+    cert: str
+    key: str
+    ca: str | None = None
+    mutual: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mutual and self.ca is None:
+            raise UsageError("mutual TLS needs the CA that signs the client certificates")
+        for path in (self.cert, self.key, self.ca):
+            if path is not None and not Path(path).is_file():
+                raise UsageError(f"TLS file {path}: no such file")
+
+    def flags(self) -> list[str]:
+        """Tritonserver's command-line flags for this TLS setup."""
+        flags = ["--grpc-use-ssl=true", f"--grpc-server-cert={self.cert}",
+                 f"--grpc-server-key={self.key}"]
+        if self.ca is not None:
+            flags.append(f"--grpc-root-cert={self.ca}")
+        if self.mutual:
+            flags.append("--grpc-use-ssl-mutual=true")
+        return flags
 
 
 @dataclass(frozen=True)
@@ -110,12 +143,14 @@ class EmbeddedTriton:
         ready_timeout_s: float = 120.0,
         log_file: str | os.PathLike | None = None,
         auth: AuthRestriction | None = None,
+        grpc_tls: GrpcTls | None = None,
     ) -> None:
         self.models = list(models) if models is not None else demo_fleet()
         self.ports = ports
         self.host = host
         self.ready_timeout_s = ready_timeout_s
         self.auth = auth
+        self.grpc_tls = grpc_tls
         self._user_log = Path(log_file) if log_file else None
         self._log_file: Path | None = None
         self._workdir: Path | None = None
@@ -176,6 +211,7 @@ class EmbeddedTriton:
             "--strict-readiness=true", "--exit-on-error=true", "--exit-timeout-secs=5",
             "--log-verbose=0",
             *(self.auth.flags() if self.auth else []),
+            *(self.grpc_tls.flags() if self.grpc_tls else []),
         ]
         log.info("starting tritonserver: %s", " ".join(cmd))
         with open(self._log_file, "wb") as out:

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from tritonload.core.config import Target
 from tritonload.core.errors import ServerError, UsageError, classify, message_of
-from tritonload.triton.clients import client_module, enable_grpc_gevent
+from tritonload.triton.clients import (
+    client_kwargs,
+    client_module,
+    enable_grpc_gevent,
+    tls_failure,
+    tls_refusal,
+)
 
 
 def check_access(target: Target, protocol: str, model: str) -> None:
@@ -21,8 +27,9 @@ def check_access(target: Target, protocol: str, model: str) -> None:
     if protocol == "grpc":
         enable_grpc_gevent()
     module = client_module(protocol)
-    where = f"{protocol}://{target.url(protocol)}"
-    client = module.InferenceServerClient(target.url(protocol), ssl=target.ssl)
+    where = f"{protocol}{'s' if target.ssl else ''}://{target.url(protocol)}"
+    client = module.InferenceServerClient(target.url(protocol),
+                                           **client_kwargs(target, protocol))
     try:
         client.infer(model, [], headers=dict(target.headers) or None)
     except Exception as exc:  # tritonclient raises several types; the kind decides
@@ -30,7 +37,12 @@ def check_access(target: Target, protocol: str, model: str) -> None:
         if kind == "auth":
             raise UsageError(f"authentication failed on {where}: {message_of(exc)} "
                              "(give the header with --header NAME=VALUE)") from None
+        if kind == "tls":
+            raise ServerError(tls_failure(target, where, message_of(exc))) from None
         if kind == "unavailable":
+            why = tls_refusal(target, protocol) if target.ssl else None
+            if why:
+                raise ServerError(tls_failure(target, where, why)) from None
             raise ServerError(f"cannot reach Triton at {where}: {message_of(exc)}") from None
         # Anything else (the expected 400) is for the payload checks and the run to judge.
     finally:

@@ -11,6 +11,7 @@ from typing import Any
 
 from tritonload.core.config import Target
 from tritonload.core.errors import ServerError, UsageError, classify, first_line
+from tritonload.triton.clients import client_kwargs, tls_failure, tls_refusal
 
 
 def _ints(values: list[Any]) -> list[int]:
@@ -28,8 +29,8 @@ class TritonAdmin:
             import tritonclient.http as client_module
 
             self._client = client_module.InferenceServerClient(
-                target.url("http"), ssl=target.ssl, connection_timeout=target.timeout_s,
-                network_timeout=target.timeout_s,
+                target.url("http"), connection_timeout=target.timeout_s,
+                network_timeout=target.timeout_s, **client_kwargs(target, "http"),
             )
             self._json: dict[str, Any] = {}
         else:
@@ -38,7 +39,8 @@ class TritonAdmin:
             from tritonload.triton.clients import enable_grpc_gevent
 
             enable_grpc_gevent()
-            self._client = client_module.InferenceServerClient(target.url("grpc"), ssl=target.ssl)
+            self._client = client_module.InferenceServerClient(
+                target.url("grpc"), **client_kwargs(target, "grpc"))
             self._json = {"as_json": True}  # answers as dicts, like the HTTP client's
         self._headers = headers or None
 
@@ -63,7 +65,14 @@ class TritonAdmin:
                 raise UsageError(f"authentication failed on {self.target.describe()} for "
                                  f"{what}: {detail} (give the header with --header "
                                  "NAME=VALUE)") from None
+            if kind == "tls":
+                raise ServerError(tls_failure(self.target, self.target.describe(), detail)) \
+                    from None
             if kind == "unavailable":
+                why = tls_refusal(self.target, self.protocol) if self.target.ssl else None
+                if why:
+                    raise ServerError(tls_failure(self.target, self.target.describe(), why)) \
+                        from None
                 raise ServerError(
                     f"cannot reach Triton at {self.target.describe()}: {detail}"
                 ) from None

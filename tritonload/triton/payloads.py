@@ -1,14 +1,25 @@
-"""Payloads: perf_analyzer ``--input-data`` JSON files, or tensors generated from metadata.
+"""Payloads: perf_analyzer ``--input-data`` files or directories, or generated tensors.
 
 Whatever the source, a payload is validated against the model's served metadata before any
 load starts, and becomes a tuple of entries (input name → numpy array, batch dim included)
 that the users turn once into protocol-specific prebuilt requests.
+
+Why perf_analyzer's rules and not our own: a payload file is meant to drive both tools, so a
+file that one takes and the other refuses, or that they read into different tensors, makes
+their numbers incomparable. The forms accepted here are the ones perf_analyzer 2.41 was seen
+to accept on this machine (each case of tests/engine/test_input_data_conformance.py runs
+both tools on one file), not the ones its documentation suggests: it refuses nested lists
+and JSON integers for a float input, which an earlier loader here took, and it reads
+``{"b64": ..., "shape": [...]}``, which that loader refused. A refusal is one line naming the
+file, the entry and the input, so a bad row in a large file is found without bisecting it.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
+import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +30,8 @@ import numpy as np
 from tritonclient.utils import triton_to_np_dtype
 
 from tritonload.core.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,15 @@ class Payload:
     entries: tuple[Mapping[str, np.ndarray], ...]
     outputs: tuple[str, ...]
     source: str
+    # Entries per perf_analyzer data stream, in order (entries are the streams concatenated);
+    # empty for a generated payload. Parsed and exposed; the load engine walks entries only.
+    streams: tuple[int, ...] = ()
+    # The file's ``validation_data``: one object of output name → expected data per entry,
+    # as given in the file (not yet decoded nor checked against responses).
+    validation: tuple[Mapping[str, Any], ...] | None = None
+    # Each entry's ``timestamp`` (newer perf_analyzers' fixed schedule, ms as given; 2.41
+    # ignores the key), None where an entry has none; None if no entry has one. Not wired in.
+    timestamps: tuple[float | None, ...] | None = None
 
     def bytes_per_entry(self) -> list[int]:
         """Tensor bytes each entry sends."""
@@ -176,10 +198,38 @@ def _with_batch(info: ModelInfo, array: np.ndarray) -> np.ndarray:
 
 
 # -- perf_analyzer input-data files --------------------------------------------------------
+#
+# What perf_analyzer 2.41 accepts, found by running it (tests/engine/test_input_data_conformance.py
+# feeds the same files to both):
+#
+# * an input is a flat list of JSON values, ``{"content": list | {"b64": str}, "shape": [...]}``,
+#   ``{"b64": str, "shape": [...]}``, or ``{"b64": str}`` / ``{"content": ...}`` without a
+#   shape, which then comes from the model (a variable dim there is refused);
+# * values are typed as JSON types: a float input needs JSON numbers with a fraction or
+#   exponent (``1`` is refused, ``1.0`` taken; NaN and Infinity are read), an integer input
+#   JSON integers within range, BOOL true/false, BYTES strings; nested lists are refused;
+# * b64 is decoded leniently (characters outside the alphabet are skipped), and its size
+#   must be exactly the shape's: perf_analyzer checks bytes for every fixed-size datatype;
+# * ``data`` is a list of entries, or a list of streams (lists of entries), not a mix;
+# * keys of an entry that are not inputs (``model``, ``parameters``, ``timestamp``, a typo)
+#   are ignored, a missing input is refused;
+# * ``validation_data``, if present, has one item per entry (per stream, then per step);
+# * a directory holds one file per input, named after it: raw little-endian bytes of a
+#   batch-1 tensor, or, for BYTES, one string per line; other files are ignored, and a
+#   variable-shape input cannot be given this way (there is nowhere to put its shape).
+#
+# perf_analyzer does not count BYTES elements against the shape (the server refuses such a
+# request later); tritonload checks them here, so a bad file fails before any load.
+
+_B64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_METADATA_KEYS = "model", "parameters", "timestamp"  # not inputs, ignored without a warning
+
 
 def load_payload_file(path: str | Path, info: ModelInfo) -> Payload:
-    """Read a perf_analyzer ``--input-data`` JSON file and validate it against the model."""
+    """Read a perf_analyzer ``--input-data`` JSON file or directory, validated against the model."""
     path = Path(path)
+    if path.is_dir():
+        return _load_directory(path, info)
     try:
         document = json.loads(path.read_text())
     except FileNotFoundError:
@@ -189,88 +239,234 @@ def load_payload_file(path: str | Path, info: ModelInfo) -> Payload:
     data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, list) or not data:
         raise UsageError(f"payload file {path}: expected {{\"data\": [ ...entries... ]}}")
-    # perf_analyzer allows a list of streams (lists of entries); walk them in order.
-    flat = [e for item in data for e in (item if isinstance(item, list) else [item])]
-    entries = tuple(_parse_entry(info, path, i, entry) for i, entry in enumerate(flat))
-    return Payload(info.name, entries, info.outputs, str(path))
+    streamed = [isinstance(item, list) for item in data]
+    if any(streamed) and not all(streamed):
+        raise UsageError(f"payload file {path}: \"data\" mixes streams (lists of entries) and "
+                         "entries; give only one of the two")
+    streams = [list(item) for item in data] if all(streamed) else [data]
+    if any(not stream for stream in streams):
+        raise UsageError(f"payload file {path}: a stream in \"data\" has no entries")
+    flat = [entry for stream in streams for entry in stream]
+    places = _places(path, streams, all(streamed))
+    entries = tuple(_parse_entry(info, places[i], entry) for i, entry in enumerate(flat))
+    validation = _validation(path, document, streams, all(streamed))
+    return Payload(info.name, entries, info.outputs, str(path),
+                   tuple(len(s) for s in streams), validation, _timestamps(flat, places))
 
 
-def _parse_entry(info: ModelInfo, path: Path, index: int, entry: object) -> dict[str, np.ndarray]:
-    where = f"payload file {path}, entry {index}"
+def _timestamps(flat: list[dict], places: list[str]) -> tuple[float | None, ...] | None:
+    """Each entry's ``timestamp``; one that is not a number is ignored (2.41 ignores them all)."""
+    if not any("timestamp" in entry for entry in flat):
+        return None
+    stamps: list[float | None] = []
+    for entry, where in zip(flat, places, strict=True):
+        value = entry.get("timestamp")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            log.warning("%s: timestamp %r is not a number; ignored", where, value)
+            value = None
+        stamps.append(value)
+    return tuple(stamps)
+
+
+def _places(path: Path, streams: list[list], streamed: bool) -> list[str]:
+    """How each entry is named in errors: its index in the flat order (and its stream)."""
+    places, index = [], 0
+    for s, stream in enumerate(streams):
+        for k in range(len(stream)):
+            places.append(f"{path.name}: entry {index}" + (f" (stream {s}, step {k})"
+                                                           if streamed else ""))
+            index += 1
+    return places
+
+
+def _validation(path: Path, document: dict, streams: list[list], streamed: bool
+                ) -> tuple[Mapping[str, Any], ...] | None:
+    """``validation_data`` (expected outputs), aligned with the entries; kept as given."""
+    if "validation_data" not in document:
+        return None
+    expected = document["validation_data"]
+    shaped = (isinstance(expected, list) and len(expected) == len(streams)
+              and all(isinstance(e, list) and len(e) == len(s)
+                      for e, s in zip(expected, streams, strict=True))) if streamed else (
+        isinstance(expected, list) and len(expected) == len(streams[0]))
+    if not shaped:
+        raise UsageError(f"{path.name}: \"validation_data\" does not align with \"data\" "
+                         "(one item per entry)")
+    items = [e for stream in expected for e in stream] if streamed else expected
+    if not all(isinstance(e, dict) for e in items):
+        raise UsageError(f"{path.name}: \"validation_data\" items must be objects of output "
+                         "name → data")
+    return tuple(items)
+
+
+def _parse_entry(info: ModelInfo, where: str, entry: object) -> dict[str, np.ndarray]:
     if not isinstance(entry, dict):
         raise UsageError(f"{where}: expected an object of input name → data")
     expected = {t.name for t in info.inputs}
-    unknown = set(entry) - expected
-    if unknown:
-        raise UsageError(f"{where}: model {info.name} has no input {sorted(unknown)[0]!r} "
-                         f"(inputs: {', '.join(sorted(expected))})")
-    missing = expected - set(entry)
+    missing = [t.name for t in info.inputs if t.name not in entry]
     if missing:
-        raise UsageError(f"{where}: model {info.name} input {sorted(missing)[0]!r} is missing")
+        raise UsageError(f"{where}, input {missing[0]!r}: missing (model {info.name} needs "
+                         f"{', '.join(t.name for t in info.inputs)})")
+    ignored = sorted(set(entry) - expected - set(_METADATA_KEYS))
+    if ignored:  # perf_analyzer 2.41 ignores them too
+        log.warning("%s: model %s has no input %r; ignored", where, info.name, ignored[0])
     parsed = {}
     for tensor in info.inputs:
-        array = _parse_value(info, tensor, entry[tensor.name], f"{where}, input {tensor.name!r}")
+        array = _parse_value(tensor, entry[tensor.name], f"{where}, input {tensor.name!r}")
         parsed[tensor.name] = _with_batch(info, array)
     return parsed
 
 
-def _parse_value(info: ModelInfo, tensor: TensorInfo, value: object, where: str) -> np.ndarray:
+def _parse_value(tensor: TensorInfo, value: object, where: str) -> np.ndarray:
     shape: tuple[int, ...] | None = None
-    if isinstance(value, dict) and "content" in value:
+    content: object = value
+    if isinstance(value, dict):
         if "shape" in value:
-            try:
-                shape = tuple(int(d) for d in value["shape"])
-            except (TypeError, ValueError):
-                raise UsageError(f"{where}: shape must be a list of integers") from None
-        value = value["content"]
-    if shape is None:
-        if any(d < 0 for d in tensor.shape):
-            raise UsageError(f"{where}: input has variable shape {list(tensor.shape)}; the entry "
-                             "needs {\"content\": [...], \"shape\": [...]}")
-        shape = tensor.shape
-    _check_shape(info, tensor, shape)
-    dtype = tensor.numpy_dtype
-    count = int(np.prod(shape)) if shape else 1
-    if isinstance(value, dict) and "b64" in value:
-        flat = _decode_b64(value["b64"], dtype, where)
-    elif isinstance(value, list):
-        flat = _decode_list(value, dtype, where)
-    else:
+            shape = _parse_dims(value["shape"], where)
+        if "b64" in value:
+            content = value
+        elif "content" in value:
+            content = value["content"]
+        else:
+            raise UsageError(f"{where}: the object needs \"content\" or \"b64\"")
+    elif not isinstance(value, list):
         raise UsageError(f"{where}: expected a list of values, {{\"b64\": ...}} or "
                          "{\"content\": ..., \"shape\": ...}")
-    if flat.size != count:
-        raise UsageError(f"{where}: {flat.size} values do not fill shape {list(shape)} "
-                         f"({count} values)")
-    return flat.reshape(shape)
+    if shape is None:
+        shape = tensor.shape
+    if any(d < 0 for d in shape):
+        raise UsageError(f"{where}: variable shape {list(tensor.shape)} needs the entry's own "
+                         "\"shape\": {\"content\" or \"b64\": ..., \"shape\": [...]}")
+    _check_entry_shape(tensor, shape, where)
+    dtype = tensor.numpy_dtype
+    count = math.prod(shape)
+    if isinstance(content, list):
+        flat = _decode_list(content, tensor, where)
+        if flat.size != count:
+            raise UsageError(f"{where}: {flat.size} values, the shape {list(shape)} needs "
+                             f"{count}")
+    elif isinstance(content, dict) and "b64" in content:
+        flat = _decode_b64(content["b64"], tensor, shape, where)
+    else:
+        raise UsageError(f"{where}: \"content\" must be a list of values or {{\"b64\": ...}}")
+    return flat.astype(dtype, copy=False).reshape(shape)
 
 
-def _decode_list(values: list, dtype: np.dtype, where: str) -> np.ndarray:
-    flat = np.array(values, dtype=object).reshape(-1)
+def _parse_dims(dims: object, where: str) -> tuple[int, ...]:
+    if not isinstance(dims, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) for d in dims):
+        raise UsageError(f"{where}: \"shape\" must be a list of integers, got {dims!r}")
+    return tuple(dims)
+
+
+def _check_entry_shape(tensor: TensorInfo, shape: tuple[int, ...], where: str) -> None:
+    expected = list(tensor.shape)
+    ok = len(shape) == len(expected) and all(
+        e < 0 or e == s for e, s in zip(expected, shape, strict=True))
+    if not ok:
+        raise UsageError(f"{where}: shape {list(shape)} does not match the model's "
+                         f"{expected} (dims without the batch dim)")
+
+
+def _decode_list(values: list, tensor: TensorInfo, where: str) -> np.ndarray:
+    """JSON values typed as perf_analyzer types them: no nesting, no silent conversion."""
+    dtype = tensor.numpy_dtype
     if dtype.kind == "O":
-        return np.array([_as_bytes(v) for v in flat], dtype=object)
-    try:
-        return flat.astype(dtype)
-    except (TypeError, ValueError):
-        raise UsageError(f"{where}: values are not {dtype.name}") from None
+        check, kind = (lambda v: isinstance(v, str)), "strings"
+    elif dtype.kind == "b":
+        check, kind = (lambda v: isinstance(v, bool)), "true/false"
+    elif dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        check, kind = (lambda v: isinstance(v, int) and not isinstance(v, bool)
+                       and info.min <= v <= info.max), f"integers within {dtype.name}"
+    else:
+        check, kind = (lambda v: isinstance(v, float)), "numbers with a fraction or exponent"
+    for i, v in enumerate(values):
+        if not check(v):
+            what = "a nested list (give flat row-major values)" if isinstance(v, list) else repr(v)
+            raise UsageError(f"{where}: value {i} is {what}; {tensor.datatype} needs {kind}")
+    if dtype.kind == "O":
+        return np.array([v.encode() for v in values], dtype=object)
+    if dtype.kind == "f":
+        with np.errstate(over="ignore"):  # 1e39 in FP32 is inf, as perf_analyzer sends it
+            return np.array(values, dtype=np.float64).astype(dtype)
+    return np.array(values, dtype=dtype)
 
 
-def _decode_b64(text: object, dtype: np.dtype, where: str) -> np.ndarray:
-    try:
-        raw = base64.b64decode(str(text), validate=True)
-    except ValueError:
-        raise UsageError(f"{where}: b64 is not valid base64") from None
+def _decode_b64(text: object, tensor: TensorInfo, shape: tuple[int, ...], where: str
+                ) -> np.ndarray:
+    if not isinstance(text, str):
+        raise UsageError(f"{where}: b64 must be a string")
+    raw = _b64_lenient(text)
+    return _from_raw(raw, tensor, shape, where, "b64 decodes to")
+
+
+def _b64_lenient(text: str) -> bytes:
+    """Decode as libb64 (perf_analyzer's) does: characters outside the alphabet are skipped."""
+    kept = bytes(c for c in text.encode("ascii", "ignore") if c in _B64_ALPHABET)
+    kept = kept[: len(kept) - len(kept) % 4] if len(kept) % 4 == 1 else kept
+    return base64.b64decode(kept + b"=" * (-len(kept) % 4))
+
+
+def _from_raw(raw: bytes, tensor: TensorInfo, shape: tuple[int, ...], where: str, what: str
+              ) -> np.ndarray:
+    """Raw batch-1 bytes (little-endian; BYTES with a 4-byte length before each element)."""
+    dtype = tensor.numpy_dtype
+    count = math.prod(shape)
     if dtype.kind != "O":
-        if len(raw) % dtype.itemsize:
-            raise UsageError(f"{where}: {len(raw)} bytes is not a whole number of {dtype.name}")
+        need = count * dtype.itemsize
+        if len(raw) != need:
+            raise UsageError(f"{where}: {what} {len(raw)} bytes, the shape {list(shape)} of "
+                             f"{tensor.datatype} needs {need}")
         return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype)
     items, offset = [], 0
-    while offset < len(raw):  # BYTES: 4-byte little-endian length before each element
+    while offset < len(raw):
         if offset + 4 > len(raw):
-            raise UsageError(f"{where}: truncated BYTES element length")
+            raise UsageError(f"{where}: {what} a truncated BYTES element length at byte "
+                             f"{offset}")
         (length,) = struct.unpack_from("<I", raw, offset)
+        if offset + 4 + length > len(raw):
+            raise UsageError(f"{where}: {what} a BYTES element of {length} bytes at byte "
+                             f"{offset}, past the end ({len(raw)} bytes)")
         items.append(raw[offset + 4: offset + 4 + length])
         offset += 4 + length
+    if len(items) != count:
+        raise UsageError(f"{where}: {what} {len(items)} BYTES elements, the shape "
+                         f"{list(shape)} needs {count}")
     return np.array(items, dtype=object)
+
+
+def _load_directory(path: Path, info: ModelInfo) -> Payload:
+    """``--input-data DIR``: one batch-1 entry, a file per input named after it."""
+    entry = {}
+    for tensor in info.inputs:
+        where = f"{path.name}/: entry 0, input {tensor.name!r}"
+        if any(d < 0 for d in tensor.shape):
+            raise UsageError(f"{where}: variable shape {list(tensor.shape)} cannot come from a "
+                             "directory; use a JSON file with \"shape\"")
+        file = path / tensor.name
+        try:
+            raw = file.read_bytes()
+        except FileNotFoundError:
+            raise UsageError(f"{where}: no file {file}") from None
+        except OSError as exc:
+            raise UsageError(f"{where}: cannot read {file}: {exc.strerror}") from None
+        if not raw:
+            raise UsageError(f"{where}: file {file} is empty")
+        if tensor.numpy_dtype.kind == "O":
+            lines = raw.decode("utf-8", errors="surrogateescape").split("\n")
+            lines = lines[:-1] if lines[-1] == "" else lines  # getline: no last empty line
+            count = math.prod(tensor.shape)
+            if len(lines) != count:
+                raise UsageError(f"{where}: file {file.name} has {len(lines)} lines, the shape "
+                                 f"{list(tensor.shape)} needs {count} (one string a line)")
+            array = np.array([ln.encode("utf-8", errors="surrogateescape") for ln in lines],
+                             dtype=object).reshape(tensor.shape)
+        else:
+            array = _from_raw(raw, tensor, tensor.shape, where,
+                              f"file {file.name} holds").reshape(tensor.shape)
+        entry[tensor.name] = _with_batch(info, array)
+    return Payload(info.name, (entry,), info.outputs, str(path), (1,), None)
 
 
 def payload_document(payload: Payload, info: ModelInfo, b64: bool = False) -> dict[str, Any]:

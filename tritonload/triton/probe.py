@@ -11,7 +11,7 @@ import numpy as np
 from tritonload.core.config import PROTOCOLS, Target
 from tritonload.core.errors import classify, message_of
 from tritonload.triton.admin import TritonAdmin
-from tritonload.triton.clients import build_inputs, client_module
+from tritonload.triton.clients import build_inputs, client_kwargs, client_module
 from tritonload.triton.payloads import ModelInfo, Payload, generate_payload
 
 
@@ -33,7 +33,8 @@ def probe(target: Target, payloads: Mapping[str, Payload], repeats: int = 5) -> 
         if not target.supports(protocol):
             continue
         module = client_module(protocol)
-        client = module.InferenceServerClient(target.url(protocol), ssl=target.ssl)
+        client = module.InferenceServerClient(target.url(protocol),
+                                               **client_kwargs(target, protocol))
         try:
             for model, payload in payloads.items():
                 inputs = build_inputs(module, payload.entries[0])

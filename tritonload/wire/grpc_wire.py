@@ -44,7 +44,7 @@ from collections.abc import Mapping
 import grpc
 import hpack
 
-from tritonload.wire.sockets import peek_idle
+from tritonload.wire.sockets import TlsRefused, fresh_tls, peek_idle
 
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _FRAME = struct.Struct(">I B I")  # (length << 8 | type), flags, stream id; 9 bytes
@@ -129,7 +129,12 @@ class GrpcConnection:
 
     def _await_settings(self) -> None:
         """Read the server's preface, a SETTINGS frame, so the first call knows its limits."""
-        length, kind, flags, _ = self._frame_head()
+        try:
+            length, kind, flags, _ = self._frame_head()
+        except (GrpcProtocolError, ConnectionResetError) as exc:
+            if fresh_tls(self.sock):
+                raise TlsRefused() from exc  # a mutual-TLS server refusing this client
+            raise
         if kind != SETTINGS or flags & ACK or length % 6 or length > 600:
             raise GrpcProtocolError("the server did not answer with HTTP/2: is this Triton's "
                                     "gRPC port?")

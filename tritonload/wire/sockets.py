@@ -4,7 +4,9 @@ Both transports give each request in flight its own connection (a sync user hold
 async user up to ``max_in_flight``), so the calling greenlet reads its own answer.
 `Connections` is that bookkeeping, once for both: a list of idle connections (the last one
 given back is reused first), a non-blocking check before reuse, and new TCP (or TLS)
-connections when none is idle.
+connections when none is idle. A TLS target's context (its CA, the client certificate for
+mTLS, ALPN ``h2`` or ``http/1.1``) is `tritonload.triton.clients.tls_context`, the one
+tritonclient.http uses too; the server's hostname or IP is checked against its certificate.
 
 Connections are gevent sockets whether or not the process is monkey-patched (Locust patches
 it; tests and other callers may not): a plain socket with a timeout polls before every
@@ -21,6 +23,32 @@ from gevent import socket as gsocket
 from gevent import ssl
 
 from tritonload.core.config import Target
+from tritonload.triton.clients import tls_context
+
+
+class TlsRefused(ssl.SSLError):
+    """The server closed a new TLS connection before its first byte: it refused this client.
+
+    Under TLS 1.3 the server judges the client's certificate after the client's side of the
+    handshake is done, so a mutual-TLS server (Triton's ``--grpc-use-ssl-mutual``) that gets
+    no certificate, or one it does not trust, just closes the connection (checked on this
+    build: no alert, the first read returns EOF). Without this, such a refusal reads as a
+    connection closed mid-call ("unavailable"); an `ssl.SSLError` is classified ``tls``.
+    """
+
+    MESSAGE = ("the server closed the connection right after the TLS handshake: it refused "
+               "the client certificate, or wants one (--tls-client-cert, --tls-client-key)")
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE)
+
+    def __str__(self) -> str:
+        return self.MESSAGE
+
+
+def fresh_tls(sock: object) -> bool:
+    """Whether ``sock`` is a TLS socket (a closed one before any answer is `TlsRefused`)."""
+    return isinstance(sock, ssl.SSLSocket)
 
 
 class _Closable(Protocol):
@@ -59,7 +87,7 @@ class Connections(Generic[C]):
         host, _, port = target.url(protocol).rpartition(":")
         self.address = (host.strip("[]"), int(port))
         self.timeout_s = target.timeout_s
-        self.tls = _tls_context(alpn) if target.ssl else None
+        self.tls = tls_context(target, alpn) if target.ssl else None
         self.wrap, self.reusable = wrap, reusable
         self.idle: list[C] = []
         self.closed = False
@@ -98,9 +126,3 @@ class Connections(Generic[C]):
         self.closed = True
         while self.idle:
             self.idle.pop().close()
-
-
-def _tls_context(alpn: str) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.set_alpn_protocols([alpn])
-    return context

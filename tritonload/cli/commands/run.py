@@ -30,6 +30,9 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-t", "--duration", default="60s",
                        help="run time, e.g. 60s, 2m (default 60s)")
     add_user_options(group)
+    group.add_argument("--error-backoff", type=float, default=None, metavar="SECONDS",
+                       help="after a failed request, wait this long before the next one, "
+                       "doubling while failures go on (at most 5 s); default off")
     group.add_argument("--user-class", action="append", default=[], metavar="NAME",
                        help="run only these user classes of the scenario; repeatable")
 
@@ -48,7 +51,7 @@ def arrival_line(totals: dict[str, int]) -> str:
 def load_options(args: argparse.Namespace) -> list[str]:
     """The scenario options (tritonload's Locust options) the arguments ask for."""
     options: list[str] = []
-    for flag in ("mode", "max_in_flight", "rate", "arrival", "mix"):
+    for flag in ("mode", "max_in_flight", "rate", "arrival", "mix", "error_backoff"):
         value = getattr(args, flag)
         if value is not None:
             options += [f"--{flag.replace('_', '-')}", str(value)]

@@ -9,7 +9,7 @@ from tritonload.cli.console import console, print_table
 from tritonload.cli.signals import sigterm_raises_interrupt
 from tritonload.core.config import parse_pairs
 from tritonload.core.errors import ServerError, UsageError
-from tritonload.server import AuthRestriction, EmbeddedTriton, Ports, demo_fleet
+from tritonload.server import AuthRestriction, EmbeddedTriton, GrpcTls, Ports, demo_fleet
 from tritonload.server.fleet import OVERRIDABLE, fleet_table, overrides_from_strings
 
 LOOPBACK = ("127.", "localhost", "::1")
@@ -55,6 +55,7 @@ def server_from_args(args: argparse.Namespace) -> EmbeddedTriton:
         fleet = [m for m in fleet if m.name in wanted]
     return EmbeddedTriton(
         auth=_auth(args),
+        grpc_tls=_grpc_tls(args),
         models=fleet,
         ports=Ports(args.http_port, args.grpc_port, args.metrics_port),
         host=args.bind,
@@ -79,6 +80,23 @@ def _auth(args: argparse.Namespace) -> AuthRestriction | None:
     return AuthRestriction(name.lower(), value, apis)
 
 
+def _grpc_tls(args: argparse.Namespace) -> GrpcTls | None:
+    """`serve --grpc-tls-*`: TLS (or mutual TLS) on Triton's gRPC endpoint."""
+    cert, key = getattr(args, "grpc_tls_cert", None), getattr(args, "grpc_tls_key", None)
+    ca, mutual = getattr(args, "grpc_tls_ca", None), getattr(args, "grpc_tls_mutual", False)
+    if cert is None and key is None:
+        if ca is not None or mutual:
+            raise UsageError("--grpc-tls-ca and --grpc-tls-mutual need --grpc-tls-cert and "
+                             "--grpc-tls-key")
+        return None
+    if cert is None or key is None:
+        raise UsageError("--grpc-tls-cert and --grpc-tls-key go together")
+    if mutual and ca is None:
+        raise UsageError("--grpc-tls-mutual needs --grpc-tls-ca: the CA that signs the "
+                         "client certificates")
+    return GrpcTls(cert, key, ca, mutual)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `serve`."""
     parser = sub.add_parser(
@@ -101,6 +119,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "missing or wrong one is HTTP 403 / gRPC UNAVAILABLE, recorded as error kind 'auth'")
     auth.add_argument("--auth-metadata", action="store_true",
                       help="restrict the model metadata and config endpoints too")
+    tls = parser.add_argument_group(
+        "TLS on gRPC (Triton's HTTP endpoint has no TLS: put a TLS proxy in front of it)")
+    tls.add_argument("--grpc-tls-cert", default=None, metavar="FILE",
+                     help="serve gRPC over TLS with this PEM server certificate; clients then "
+                     "use grpcs://HOST:PORT, with --tls-ca naming the CA that signed it")
+    tls.add_argument("--grpc-tls-key", default=None, metavar="FILE",
+                     help="PEM private key of --grpc-tls-cert")
+    tls.add_argument("--grpc-tls-ca", default=None, metavar="FILE",
+                     help="PEM CA that signs the client certificates (with --grpc-tls-mutual)")
+    tls.add_argument("--grpc-tls-mutual", action="store_true",
+                     help="mutual TLS: refuse clients without a certificate signed by "
+                     "--grpc-tls-ca (clients give theirs with --tls-client-cert and "
+                     "--tls-client-key)")
     parser.set_defaults(func=run)
 
 
@@ -111,8 +142,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             with console.status("starting tritonserver and loading models…"):
                 server.start()
-            console.print(f"Triton ready  HTTP {server.http_url}  gRPC {server.grpc_url}  "
+            grpc = f"grpcs://{server.grpc_url}" if server.grpc_tls else server.grpc_url
+            console.print(f"Triton ready  HTTP {server.http_url}  gRPC {grpc}  "
                           f"metrics {server.metrics_url}")
+            if server.grpc_tls and server.grpc_tls.mutual:
+                console.print("gRPC: mutual TLS; clients need --tls-client-cert and "
+                              "--tls-client-key")
             if server.auth:
                 console.print(f"restricted: {', '.join(server.auth.apis)}; send --header "
                               f"{server.auth.name}=… (HTTP) and --header "
