@@ -25,7 +25,10 @@ def _context() -> RunContext:
     entry = {"INPUT": np.arange(12, dtype=np.float32).reshape(1, 3, 4),
              "IDS": np.array([[7, -3]], dtype=np.int64),
              "TEXT": np.array([[b"hello", b"w\x00rld"]], dtype=object)}
-    payload = Payload("text_classifier", (entry, entry), ("SCORES",), "generated:random")
+    expected = ({"SCORES": np.array([[0.5, 1.5]], dtype=np.float32)},
+                {"SCORES": np.array([[2.5, 3.5]], dtype=np.float32)})
+    payload = Payload("text_classifier", (entry, entry), ("SCORES",), "generated:random",
+                      validation=expected)
     settings = {GrpcUsers: UserSettings(ModelMix.of("text_classifier:5,recommender:3"), "open",
                                         16, 200.0, "constant", 2.5, {"x-team": "ml"}),
                 HttpUsers: UserSettings(ModelMix.of({"text_classifier": 1}), "sync", 1)}
@@ -52,6 +55,9 @@ def test_the_context_survives_msgpack_and_comes_back_equal():
             assert mine[name].dtype == theirs[name].dtype
             np.testing.assert_array_equal(mine[name], theirs[name])
     assert payload.bytes_per_entry() == original.bytes_per_entry()
+    for mine, theirs in zip(payload.validation, original.validation, strict=True):  # --validate
+        assert mine["SCORES"].dtype == np.float32
+        np.testing.assert_array_equal(mine["SCORES"], theirs["SCORES"])
 
 
 def test_a_class_the_worker_does_not_define_is_left_out():

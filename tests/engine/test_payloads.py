@@ -24,7 +24,7 @@ from tritonload.triton.payloads import (
 REPO = Path(__file__).resolve().parents[2]
 RECOMMENDER = ModelInfo("recommender", (TensorInfo("user_features", "FP32", (64,)),
                                         TensorInfo("item_features", "FP32", (64,))),
-                        ("score",), 128)
+                        ("score",), 128, (TensorInfo("score", "FP32", (1,)),))
 TEXT = ModelInfo("text_classifier", (TensorInfo("input_ids", "INT64", (-1,)),
                                      TensorInfo("attention_mask", "INT64", (-1,))), ("logits",), 32)
 STRINGS = ModelInfo("tok", (TensorInfo("text", "BYTES", (2,)),), ("out",), 0)
@@ -131,7 +131,7 @@ def test_validation_data_is_parsed_and_aligned(tmp_path):
     rows = [{"user_features": [1.0] * 64, "item_features": [1.0] * 64}] * 2
     document = {"data": rows, "validation_data": [{"score": [0.5]}, {"score": [0.25]}]}
     payload = load_payload_file(write(tmp_path, document), RECOMMENDER)
-    assert payload.validation == ({"score": [0.5]}, {"score": [0.25]})
+    assert [v["score"].tolist() for v in payload.validation] == [[[0.5]], [[0.25]]]
     streamed = {"data": [rows, rows[:1]], "validation_data": [[{"score": [0.5]}] * 2,
                                                               [{"score": [0.1]}]]}
     assert len(load_payload_file(write(tmp_path, streamed), RECOMMENDER).validation) == 3

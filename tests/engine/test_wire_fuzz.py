@@ -241,7 +241,7 @@ def read(data: bytes, sizes: list[int], end: str) -> tuple[int, bytes, bool]:
         if end == "close":
             theirs.shutdown(socket.SHUT_WR)
         ours.settimeout(READ_TIMEOUT_S)
-        status, body, keep_alive = _read_response(SplitReads(ours, sizes))
+        status, body, keep_alive, _ = _read_response(SplitReads(ours, sizes))
         return status, bytes(body), keep_alive
     finally:
         ours.close()

@@ -37,6 +37,10 @@ class AlreadyReported(TritonloadError):
         super().__init__("")
 
 
+class OutputMismatch(Exception):
+    """An answer whose outputs differ from the payload's ``validation_data`` (``--validate``)."""
+
+
 def print_error(message: str) -> None:
     """The single line a user sees for a bad input or an unusable server, on stderr."""
     sys.stderr.write(f"{ERROR_PREFIX}{' '.join(message.split())}\n")
@@ -61,6 +65,7 @@ ERROR_KINDS = (
     "resource_exhausted",
     "auth",
     "tls",
+    "output_mismatch",
     "server_error",
     "other",
 )
@@ -122,6 +127,8 @@ def classify(exc: BaseException) -> str:
     """Map any exception raised by a request (tritonclient, grpc, gevent, socket) to a kind."""
     message = str(exc).lower()
     status = status_of(exc).removeprefix("StatusCode.")
+    if isinstance(exc, OutputMismatch):
+        return "output_mismatch"
     if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":
         return "timeout"
     if _tls_failure(exc):

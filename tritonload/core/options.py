@@ -25,6 +25,10 @@ def add_user_options(group: Any) -> None:
     group.add_argument("--payload", action="append", default=[], metavar="MODEL=FILE",
                        help="perf_analyzer --input-data JSON file or directory for a "
                             "model; repeatable")
+    group.add_argument("--validate", action="store_true", default=None,
+                       help="check every answer against the --payload file's validation_data "
+                       "(exactly, as perf_analyzer does); a mismatch is a failed request of "
+                       "kind output_mismatch")
     group.add_argument("--shape", action="append", default=[], metavar="MODEL.INPUT=DIMS",
                        help="dims of a variable input for generated payloads; repeatable")
 

@@ -62,7 +62,10 @@ def context_message(context: RunContext, rate_users: int) -> dict[str, Any]:
         "target": target,
         "payloads": {model: {"entries": [{name: _tensor(a) for name, a in entry.items()}
                                          for entry in p.entries],
-                             "outputs": list(p.outputs), "source": p.source}
+                             "outputs": list(p.outputs), "source": p.source,
+                             "validation": None if p.validation is None else [
+                                 {name: _tensor(a) for name, a in item.items()}
+                                 for item in p.validation]}
                      for model, p in context.payloads.items()},
         "settings": {cls.__name__: _settings(s) for cls, s in context.settings.items()},
         "seed": context.seed,
@@ -88,7 +91,10 @@ def context_from_message(data: Mapping[str, Any], user_classes: Sequence[type],
     payloads = {
         model: Payload(model, tuple({name: _array(t) for name, t in entry.items()}
                                     for entry in p["entries"]),
-                       tuple(p["outputs"]), p["source"])
+                       tuple(p["outputs"]), p["source"],
+                       validation=None if p.get("validation") is None else tuple(
+                           {name: _array(t) for name, t in item.items()}
+                           for item in p["validation"]))
         for model, p in data["payloads"].items()}
     target = dict(data["target"])
     target["tls"] = TlsFiles(**target["tls"]) if target.get("tls") else None

@@ -193,4 +193,22 @@ def _payloads(admin: TritonAdmin, models: list[str], options: Any
             payloads[model] = generate_payload(info, shapes.get(model),
                                                fill=option(options, "fill", "random"), seed=seed)
     log.info("payloads validated for %s", ", ".join(models))
-    return payloads, configs
+    return _outputs_to_check(payloads, bool(option(options, "validate", False))), configs
+
+
+def _outputs_to_check(payloads: dict[str, Payload], validate: bool) -> dict[str, Payload]:
+    """Keep ``validation_data`` only under ``--validate`` (the transports check what is kept)."""
+    if not validate:
+        return {m: dataclasses.replace(p, validation=None) if p.validation else p
+                for m, p in payloads.items()}
+    checked = sorted(m for m, p in payloads.items() if p.validation)
+    if not checked:
+        raise UsageError("--validate needs a --payload file with \"validation_data\" "
+                         "(expected outputs); none of the mix's payloads has one")
+    unchecked = sorted(set(payloads) - set(checked))
+    if unchecked:
+        log.warning("--validate: no validation_data for %s; its answers are not checked",
+                    ", ".join(unchecked))
+    log.warning("--validate: checking every answer of %s against validation_data",
+                ", ".join(checked))
+    return payloads

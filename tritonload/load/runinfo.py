@@ -76,5 +76,6 @@ def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
         "client_cpu": client_cpu.document() if client_cpu else None,
         "workers": dict(workers) if workers is not None else None,
         "outages": outages,
+        "validated": sorted(m for m, p in context.payloads.items() if p.validation),
         "extra": {"tags": dict(tags), "slos": [s.describe() for s in slos]},
     }

@@ -56,6 +56,9 @@ class ModelInfo:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[str, ...]
     max_batch_size: int
+    #: The served outputs (datatype, shape without the batch dim): what ``validation_data``
+    #: is read against.
+    output_tensors: tuple[TensorInfo, ...] = ()
 
     @classmethod
     def from_served(cls, metadata: Mapping[str, Any], config: Mapping[str, Any]) -> ModelInfo:
@@ -71,6 +74,7 @@ class ModelInfo:
             inputs=tuple(tensor(t) for t in metadata.get("inputs", [])),
             outputs=tuple(t["name"] for t in metadata.get("outputs", [])),
             max_batch_size=int(config.get("max_batch_size", 0)),
+            output_tensors=tuple(tensor(t) for t in metadata.get("outputs", [])),
         )
 
 
@@ -85,9 +89,9 @@ class Payload:
     # Entries per perf_analyzer data stream, in order (entries are the streams concatenated);
     # empty for a generated payload. Parsed and exposed; the load engine walks entries only.
     streams: tuple[int, ...] = ()
-    # The file's ``validation_data``: one object of output name → expected data per entry,
-    # as given in the file (not yet decoded nor checked against responses).
-    validation: tuple[Mapping[str, Any], ...] | None = None
+    # The file's ``validation_data``: per entry, output name → the expected tensor (batch dim
+    # included), read by the inputs' rules; None without one. Checked under ``--validate``.
+    validation: tuple[Mapping[str, np.ndarray], ...] | None = None
     # Each entry's ``timestamp`` (newer perf_analyzers' fixed schedule, ms as given; 2.41
     # ignores the key), None where an entry has none; None if no entry has one. Not wired in.
     timestamps: tuple[float | None, ...] | None = None
@@ -99,11 +103,12 @@ class Payload:
 
 def _nbytes(array: np.ndarray) -> int:
     if array.dtype.kind == "O":
-        return sum(4 + len(_as_bytes(v)) for v in array.reshape(-1))
+        return sum(4 + len(as_bytes(v)) for v in array.reshape(-1))
     return int(array.nbytes)
 
 
-def _as_bytes(value: object) -> bytes:
+def as_bytes(value: object) -> bytes:
+    """A BYTES element as bytes (numpy object arrays may hold str)."""
     return value if isinstance(value, bytes) else str(value).encode()
 
 
@@ -249,7 +254,7 @@ def load_payload_file(path: str | Path, info: ModelInfo) -> Payload:
     flat = [entry for stream in streams for entry in stream]
     places = _places(path, streams, all(streamed))
     entries = tuple(_parse_entry(info, places[i], entry) for i, entry in enumerate(flat))
-    validation = _validation(path, document, streams, all(streamed))
+    validation = _validation(path, document, streams, all(streamed), info, places)
     return Payload(info.name, entries, info.outputs, str(path),
                    tuple(len(s) for s in streams), validation, _timestamps(flat, places))
 
@@ -279,9 +284,13 @@ def _places(path: Path, streams: list[list], streamed: bool) -> list[str]:
     return places
 
 
-def _validation(path: Path, document: dict, streams: list[list], streamed: bool
-                ) -> tuple[Mapping[str, Any], ...] | None:
-    """``validation_data`` (expected outputs), aligned with the entries; kept as given."""
+def _validation(path: Path, document: dict, streams: list[list], streamed: bool,
+                info: ModelInfo, places: list[str]) -> tuple[dict[str, np.ndarray], ...] | None:
+    """``validation_data`` (expected outputs), aligned with the entries, read as tensors.
+
+    An output the model does not serve is ignored with a warning, as perf_analyzer 2.41
+    ignores it (seen: such a file runs, exit 0); an output given is read like an input.
+    """
     if "validation_data" not in document:
         return None
     expected = document["validation_data"]
@@ -296,7 +305,18 @@ def _validation(path: Path, document: dict, streams: list[list], streamed: bool
     if not all(isinstance(e, dict) for e in items):
         raise UsageError(f"{path.name}: \"validation_data\" items must be objects of output "
                          "name → data")
-    return tuple(items)
+    outputs = {t.name: t for t in info.output_tensors}
+    decoded = []
+    for item, place in zip(items, places, strict=True):
+        where = place.replace(": entry", ": validation_data entry", 1)
+        unknown = sorted(set(item) - set(outputs))
+        if unknown:
+            log.warning("%s: model %s has no output %r; not checked", where, info.name,
+                        unknown[0])
+        decoded.append({name: _with_batch(info, _parse_value(
+            outputs[name], value, f"{where}, output {name!r}"))
+            for name, value in item.items() if name in outputs})
+    return tuple(decoded)
 
 
 def _parse_entry(info: ModelInfo, where: str, entry: object) -> dict[str, np.ndarray]:
@@ -485,7 +505,7 @@ def payload_document(payload: Payload, info: ModelInfo, b64: bool = False) -> di
                 value: Any = {"b64": base64.b64encode(
                     item.astype(item.dtype.newbyteorder("<")).tobytes()).decode()}
             elif item.dtype == object:
-                value = [_as_bytes(v).decode(errors="replace") for v in item.reshape(-1)]
+                value = [as_bytes(v).decode(errors="replace") for v in item.reshape(-1)]
             else:
                 value = item.reshape(-1).tolist()
             if name in variable:

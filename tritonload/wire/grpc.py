@@ -9,10 +9,11 @@ transport): a sync user holds one, an async user up to ``max_in_flight``.
 
 from __future__ import annotations
 
-from tritonclient.grpc import service_pb2
+from tritonclient.grpc import InferResult, service_pb2
 from tritonclient.utils import np_to_triton_dtype, serialize_byte_tensor
 
 from tritonload.core.config import Target
+from tritonload.triton.expected import check_outputs
 from tritonload.triton.payloads import Payload
 from tritonload.wire.grpc_wire import GrpcConnection, GrpcStatusError, encode_headers, grpc_message
 from tritonload.wire.prepared import Prepared
@@ -35,7 +36,7 @@ class GrpcTransport:
     def prepare(self, payload: Payload) -> list[Prepared]:
         """Each payload entry as a ready gRPC message holding a ModelInferRequest."""
         prepared = []
-        for entry in payload.entries:
+        for index, entry in enumerate(payload.entries):
             request = service_pb2.ModelInferRequest(model_name=payload.model)
             for name, array in entry.items():
                 tensor = request.inputs.add()
@@ -47,7 +48,8 @@ class GrpcTransport:
             for name in payload.outputs:
                 request.outputs.add().name = name
             data = request.SerializeToString()
-            prepared.append(Prepared(payload.model, grpc_message(data), len(data)))
+            expected = payload.validation[index] if payload.validation else None
+            prepared.append(Prepared(payload.model, grpc_message(data), len(data), expected))
         return prepared
 
     def send(self, prepared: Prepared) -> int:
@@ -55,7 +57,11 @@ class GrpcTransport:
         connections = self.connections
         connection = connections.get()
         try:
-            size = connection.call(self.header_block, prepared.request)
+            if prepared.expected is None:
+                size = connection.call(self.header_block, prepared.request)
+            else:
+                message = connection.call_for_message(self.header_block, prepared.request)
+                size = len(message)
         except GrpcStatusError:
             # The call ended cleanly: the connection is fine (unless the stream was left
             # half-sent, which ``reusable`` says).
@@ -65,6 +71,9 @@ class GrpcTransport:
             connection.close()  # timed out or broken: its state is unknown
             raise
         connections.give_back(connection, connection.reusable)
+        if prepared.expected is not None:  # --validate: raises OutputMismatch
+            result = InferResult(service_pb2.ModelInferResponse.FromString(message))
+            check_outputs(prepared.model, prepared.expected, result.as_numpy)
         return size
 
     def close(self) -> None:

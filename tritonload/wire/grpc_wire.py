@@ -33,6 +33,7 @@ SETTINGS or a bad grpc-status raised struct.error or ValueError, a 3-byte PING w
 (itself an HTTP/2 violation), and an answer with no message returned 0 bytes.
 
 The response message is counted, not kept: the load generator records its size only.
+`GrpcConnection.call_for_message` keeps it, for ``--validate``, which decodes the outputs.
 """
 
 from __future__ import annotations
@@ -147,11 +148,23 @@ class GrpcConnection:
 
     def call(self, header_block: bytes, message: bytes) -> int:
         """One unary call; returns the response message's size, raises GrpcStatusError."""
+        return self._exchange(header_block, message, _Call(self._open_stream()))
+
+    def call_for_message(self, header_block: bytes, message: bytes) -> bytes:
+        """One unary call; returns the response message itself, raises GrpcStatusError."""
+        call = _Call(self._open_stream(), keep=True)
+        self._exchange(header_block, message, call)
+        return b"".join(call.chunks)[5:]
+
+    def _open_stream(self) -> int:
         stream = self.next_stream
         self.next_stream += 2
         if self.next_stream > _MAX_WINDOW:
             self.reusable = False  # stream ids exhausted: the next call opens a new connection
-        call = _Call(stream)
+        return stream
+
+    def _exchange(self, header_block: bytes, message: bytes, call: _Call) -> int:
+        stream = call.stream
         head = _frame(HEADERS, END_HEADERS, stream, header_block)
         size = len(message)
         window = min(self.send_window, self.stream_window_initial)
@@ -342,9 +355,10 @@ def _not_opened(stream: int) -> GrpcProtocolError:
 class _Call:
     """The state of one unary call: status from the trailers, message size from DATA."""
 
-    __slots__ = ("stream", "window", "ended", "received", "prefix", "trailers", "error")
+    __slots__ = ("stream", "window", "ended", "received", "prefix", "trailers", "error",
+                 "chunks")
 
-    def __init__(self, stream: int) -> None:
+    def __init__(self, stream: int, keep: bool = False) -> None:
         self.stream = stream
         self.window = 0
         self.ended = False
@@ -352,11 +366,14 @@ class _Call:
         self.prefix = b""  # the gRPC message's first 5 bytes: compressed flag, length
         self.trailers: dict[bytes, bytes] = {}
         self.error: Exception | None = None
+        self.chunks: list[bytes] | None = [] if keep else None  # the message, when kept
 
     def data(self, payload: bytes) -> None:
         if self.received < 5:
             self.prefix += payload[:5 - self.received]
         self.received += len(payload)
+        if self.chunks is not None:
+            self.chunks.append(payload)
 
     def headers(self, fields: list[tuple[bytes, bytes]]) -> None:
         # Both the response headers and the trailers: a "trailers-only" error answer puts

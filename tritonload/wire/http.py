@@ -38,11 +38,12 @@ import socket
 from collections.abc import Mapping
 from urllib.parse import quote
 
-from tritonclient.http import InferenceServerClient, InferRequestedOutput
+from tritonclient.http import InferenceServerClient, InferRequestedOutput, InferResult
 from tritonclient.utils import InferenceServerException
 
 from tritonload.core.config import Target
 from tritonload.triton.clients import build_inputs, client_module
+from tritonload.triton.expected import check_outputs
 from tritonload.triton.payloads import Payload
 from tritonload.wire.prepared import Prepared
 from tritonload.wire.sockets import Connections, peek_idle
@@ -70,11 +71,12 @@ class HttpTransport:
         outputs = [InferRequestedOutput(name, binary_data=True) for name in payload.outputs]
         uri = f"/v2/models/{quote(payload.model)}/infer"
         prepared = []
-        for entry in payload.entries:
+        for index, entry in enumerate(payload.entries):
             body, json_size = InferenceServerClient.generate_request_body(
                 build_inputs(module, entry), outputs=outputs)
             head = request_head(uri, self.host, self.headers, len(body), json_size)
-            prepared.append(Prepared(payload.model, head + body, len(body)))
+            expected = payload.validation[index] if payload.validation else None
+            prepared.append(Prepared(payload.model, head + body, len(body), expected))
         return prepared
 
     def send(self, prepared: Prepared) -> int:
@@ -83,13 +85,16 @@ class HttpTransport:
         sock = connections.get()
         try:
             sock.sendall(prepared.request)
-            status, data, keep_alive = _read_response(sock)
+            status, data, keep_alive, json_size = _read_response(sock)
         except BaseException:
             sock.close()  # timed out or broken: its state is unknown
             raise
         connections.give_back(sock, keep_alive)
         if status != 200:
             raise InferenceServerException(msg=_error_message(data), status=str(status))
+        if prepared.expected is not None:  # --validate: raises OutputMismatch
+            result = InferResult.from_response_body(bytes(data), header_length=json_size)
+            check_outputs(prepared.model, prepared.expected, result.as_numpy)
         return len(data)
 
     def close(self) -> None:
@@ -135,8 +140,11 @@ _PREALLOCATE = 256 * 2**20
 _DIGITS, _HEX_DIGITS = b"0123456789", b"0123456789abcdefABCDEF"
 
 
-def _read_response(sock: object) -> tuple[int, bytes, bool]:
-    """Read one HTTP/1.1 response: ``(status, body, keep_alive)``.
+def _read_response(sock: object) -> tuple[int, bytes, bool, int | None]:
+    """Read one HTTP/1.1 response: ``(status, body, keep_alive, json_size)``.
+
+    ``json_size`` is Triton's Inference-Header-Content-Length: the JSON part of a body whose
+    outputs follow in binary (None when the whole body is JSON).
 
     Handles Content-Length (what Triton sends), chunked and close-delimited bodies, and skips
     interim 1xx answers (RFC 9110 §15.2: a client must accept them even unasked; the final
@@ -158,7 +166,7 @@ def _read_response(sock: object) -> tuple[int, bytes, bool]:
         if status >= 200:
             break
         buf = buf[end + 4:]  # an interim answer (100 Continue, 103 Early Hints)
-    length, chunked, keep_alive = None, False, parts[0] != b"HTTP/1.0"
+    length, chunked, keep_alive, json_size = None, False, parts[0] != b"HTTP/1.0", None
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         name = name.strip().lower()
@@ -166,22 +174,24 @@ def _read_response(sock: object) -> tuple[int, bytes, bool]:
             length = _number(value, _DIGITS, "Content-Length")
         elif name == b"transfer-encoding":
             chunked = b"chunked" in value.lower()
+        elif name == b"inference-header-content-length":
+            json_size = _number(value, _DIGITS, "Inference-Header-Content-Length")
         elif name == b"connection":
             keep_alive = value.strip().lower() == b"keep-alive" or (
                 keep_alive and value.strip().lower() != b"close")
     body = buf[end + 4:]
     if status in (204, 304):
-        return status, b"", keep_alive
+        return status, b"", keep_alive, None
     if chunked:
-        return status, _read_chunked(sock, body), keep_alive
+        return status, _read_chunked(sock, body), keep_alive, json_size
     if length is None:  # the body ends when the server closes the connection
         chunks = [body]
         while chunk := sock.recv(_BLOCK):
             chunks.append(chunk)
-        return status, b"".join(chunks), False
+        return status, b"".join(chunks), False, json_size
     if len(body) >= length:
-        return status, body[:length], keep_alive
-    return status, _read_exactly(sock, body, length), keep_alive
+        return status, body[:length], keep_alive, json_size
+    return status, _read_exactly(sock, body, length), keep_alive, json_size
 
 
 def _number(text: bytes, digits: bytes, what: str) -> int:

@@ -60,6 +60,8 @@ def load_options(args: argparse.Namespace) -> list[str]:
             options += [f"--{flag}", value]
     if args.timeout is not None:
         options += ["--request-timeout", str(args.timeout)]
+    if getattr(args, "validate", None):
+        options.append("--validate")
     return options
 
 
