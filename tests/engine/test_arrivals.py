@@ -120,7 +120,7 @@ class OpenUser:
         self.hold = hold
         self.sent: list[tuple[int, int]] = []  # (intended wall ns, intended perf ns)
 
-    def request(self, intended_start_ns: int, intended_perf_ns: int) -> None:
+    def request(self, intended_start_ns: int, intended_perf_ns: int, prepared=None) -> None:
         self.sent.append((intended_start_ns, intended_perf_ns))
         if self.hold is not None:
             self.hold.wait()

@@ -20,8 +20,10 @@ def add_user_options(group: Any) -> None:
                        help="requests in flight per user (async), or the cap per user (open)")
     group.add_argument("--rate", type=float, default=None,
                        help="open loop: total requests per second, split over the users")
-    group.add_argument("--arrival", choices=("poisson", "constant"), default=None,
-                       help="open loop: arrival process (default poisson)")
+    group.add_argument("--arrival", choices=("poisson", "constant", "replay"), default=None,
+                       help="open loop: arrival process (default poisson); replay: send each "
+                       "--payload entry at its \"timestamp\" (ms), the trace repeated until "
+                       "the run ends, --rate and the mix's weights unused")
     group.add_argument("--payload", action="append", default=[], metavar="MODEL=FILE",
                        help="perf_analyzer --input-data JSON file or directory for a "
                             "model; repeatable")

@@ -16,7 +16,7 @@ from typing import Any
 from tritonload.core.config import Target
 from tritonload.core.errors import UsageError
 from tritonload.core.mix import ModelMix
-from tritonload.load.arrivals import ArrivalLedger, ArrivalProcess
+from tritonload.load.arrivals import ArrivalLedger, ArrivalProcess, ReplayTrace
 from tritonload.triton.payloads import Payload
 
 MODES = ("sync", "async", "open")
@@ -41,7 +41,10 @@ class UserSettings:
             raise UsageError(f"bad mode {self.mode!r}: expected sync, async or open")
         if self.max_in_flight < 1:
             raise UsageError(f"--max-in-flight must be >= 1, got {self.max_in_flight}")
-        if self.mode == "open":
+        if self.arrival == "replay" and self.mode != "open":
+            raise UsageError("--arrival replay needs --mode open (the trace sets the send "
+                             "times)")
+        if self.mode == "open" and self.arrival != "replay":
             ArrivalProcess(self.rate or 0.0, self.arrival)  # validates rate and arrival
         if not self.error_backoff_s >= 0:
             raise UsageError(f"--error-backoff must be >= 0 s, got {self.error_backoff_s}")
@@ -69,6 +72,8 @@ class RunContext:
     #: Users the open-loop rate is split over: the whole run's, on a Locust worker (sent by
     #: the master); None in a single process, which divides by its own target user count.
     rate_users: int | None = None
+    #: ``--arrival replay``: the payloads' timestamps as the process's one schedule.
+    replay: ReplayTrace | None = None
 
 
 PENDING = "tritonload_context_pending"

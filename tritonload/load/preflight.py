@@ -15,7 +15,7 @@ from typing import Any
 from tritonload.core.config import Target, TlsFiles, parse_pairs
 from tritonload.core.errors import UsageError
 from tritonload.core.mix import ModelMix
-from tritonload.load.arrivals import ArrivalLedger
+from tritonload.load.arrivals import ArrivalLedger, ReplayTrace
 from tritonload.load.context import RunContext, UserSettings
 from tritonload.load.options import option
 from tritonload.load.users import TritonUser
@@ -63,6 +63,7 @@ def preflight(environment: Any) -> Preflight:
         try:
             admin.server_live()
             payloads, configs = _payloads(admin, models, options)
+            settings, replay = _with_replay(environment, settings, payloads)
             _check_access(target, settings)
         except BaseException:
             admin.close()
@@ -72,7 +73,7 @@ def preflight(environment: Any) -> Preflight:
             server.stop()
         raise
     seed = int(option(options, "seed", 0))
-    context = RunContext(target, payloads, settings, seed, ArrivalLedger())
+    context = RunContext(target, payloads, settings, seed, ArrivalLedger(), replay=replay)
     return Preflight(context, configs, admin, server)
 
 
@@ -92,8 +93,35 @@ def refresh(checks: Preflight, environment: Any) -> RunContext:
         new_payloads, configs = _payloads(checks.admin, models, options)
         payloads.update(new_payloads)
         checks.configs.update(configs)
-    checks.context = dataclasses.replace(context, settings=settings, payloads=payloads)
+    settings, replay = _with_replay(environment, settings, payloads)
+    checks.context = dataclasses.replace(context, settings=settings, payloads=payloads,
+                                         replay=replay)
     return checks.context
+
+
+def _with_replay(environment: Any, settings: dict[type, UserSettings],
+                 payloads: dict[str, Payload]
+                 ) -> tuple[dict[type, UserSettings], ReplayTrace | None]:
+    """``--arrival replay``: the trace of the replaying classes' models, and its rate.
+
+    The trace's mean rate becomes those classes' ``rate``, so that run.json's load level and
+    the open-loop checks speak of what is offered. A trace is one process's schedule: a
+    master's workers would each play it whole, so a distributed replay is refused.
+    """
+    replaying = [cls for cls, s in settings.items() if s.arrival == "replay" and s.mode == "open"]
+    if not replaying:
+        return settings, None
+    from locust.runners import MasterRunner
+
+    if isinstance(environment.runner, MasterRunner):
+        raise UsageError("--arrival replay runs in one Locust process: each worker would play "
+                         "the whole trace; drop --processes / --master")
+    trace = ReplayTrace(payloads, [m for cls in replaying for m in settings[cls].mix.models])
+    log.warning("--arrival replay: %d timestamped sends over %.1f s (%.1f req/s), repeated "
+                "until the run ends", len(trace.items), trace.period_ns / 1e9, trace.rate)
+    replayed = {cls: dataclasses.replace(s, rate=trace.rate) if cls in replaying else s
+                for cls, s in settings.items()}
+    return replayed, trace
 
 
 def _target(environment: Any, options: Any) -> tuple[Target, EmbeddedTriton | None]:

@@ -48,7 +48,8 @@ class TritonUser(User):
     * ``max_in_flight``: requests in flight per user in async mode (``--max-in-flight``)
     * ``rate``, ``arrival``: open loop (``mode = "open"``): total requests per second of the
       run, split evenly over its users (on every worker), and ``"poisson"`` or
-      ``"constant"`` spacing
+      ``"constant"`` spacing; or ``"replay"``: the payload files' timestamps are the
+      schedule (`tritonload.load.arrivals.ReplayTrace`)
     * ``timeout_s``: per-request timeout in seconds (``--request-timeout``)
     * ``headers``: extra request headers, e.g. auth (``--header NAME=VALUE``)
     * ``error_backoff_s``: after a failure, wait this long before the next request, doubling
@@ -79,14 +80,15 @@ class TritonUser(User):
         self.user_id = next(TritonUser._ids)
         self.rng = random.Random(context.seed + self.user_id)
         self.transport = self.make_transport(self.settings.target_of(context.target))
-        self.requests = {
-            model: itertools.cycle(self.transport.prepare(context.payloads[model]))
-            for model in self.settings.mix.models
-        }
+        self.prepared = {model: self.transport.prepare(context.payloads[model])
+                         for model in self.settings.mix.models}
+        self.requests = {model: itertools.cycle(p) for model, p in self.prepared.items()}
         self.pool = Pool(self.settings.max_in_flight) if self.settings.mode != "sync" else None
         self.fire = self.environment.events.request.fire
         if self.settings.mode == "open":
-            self.schedule = OpenLoopSchedule(self, context.arrivals, context.rate_users)
+            self.schedule = OpenLoopSchedule(
+                self, context.arrivals, context.rate_users,
+                context.replay if self.settings.arrival == "replay" else None)
 
     def on_stop(self) -> None:
         """Drop in-flight requests and close the connection, so the process can exit.
@@ -138,14 +140,15 @@ class TritonUser(User):
         return failures + 1
 
     def request(self, intended_start_ns: int | None = None,
-                intended_perf_ns: int | None = None) -> bool:
+                intended_perf_ns: int | None = None, prepared: Any = None) -> bool:
         """Send one request of the mix and fire Locust's request event with exact timings.
 
         In open loop, ``intended_*`` carry the scheduled send time, so the latency includes
-        any time the request waited behind a slow server (no coordinated omission). Returns
-        whether it succeeded.
+        any time the request waited behind a slow server (no coordinated omission); a replay
+        names the very request (``prepared``). Returns whether it succeeded.
         """
-        prepared = next(self.requests[self.settings.mix.draw(self.rng)])
+        if prepared is None:
+            prepared = next(self.requests[self.settings.mix.draw(self.rng)])
         start_ns = time.time_ns()
         started = time.perf_counter_ns()
         exception = None

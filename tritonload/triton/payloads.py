@@ -92,8 +92,9 @@ class Payload:
     # The file's ``validation_data``: per entry, output name → the expected tensor (batch dim
     # included), read by the inputs' rules; None without one. Checked under ``--validate``.
     validation: tuple[Mapping[str, np.ndarray], ...] | None = None
-    # Each entry's ``timestamp`` (newer perf_analyzers' fixed schedule, ms as given; 2.41
-    # ignores the key), None where an entry has none; None if no entry has one. Not wired in.
+    # Each entry's ``timestamp`` (ms, as given; 2.41 ignores the key, newer perf_analyzers
+    # and AIPerf's fixed schedules send by it), None where an entry has none; None if no
+    # entry has one. ``--arrival replay`` sends by them (`tritonload.load.arrivals`).
     timestamps: tuple[float | None, ...] | None = None
 
     def bytes_per_entry(self) -> list[int]:
