@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,8 +35,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from children import stop_child  # noqa: E402 (benchmarks/, the script's folder)
-from vs_perf_analyzer import LOCUST, MODEL, Measure, Sampler, _window  # noqa: E402
+from vs_perf_analyzer import LOCUST, MODEL, Measure, measure_locust  # noqa: E402
 
 
 def _certificates(folder: Path) -> dict[str, str]:
@@ -55,8 +53,6 @@ def _certificates(folder: Path) -> dict[str, str]:
 def run_once(label: str, host: str, extra: list[str], server: psutil.Process, http_port: int,
              args: argparse.Namespace, workdir: Path) -> Measure:
     """One closed-loop Locust run against ``host``; the window starts ``warmup`` s in."""
-    import pandas as pd
-
     run_dir = workdir / f"{label}-{time.time_ns()}"
     duration = int(args.warmup + args.window + 2)
     cmd = [str(LOCUST), "-f", str(ROOT / "locustfiles" / "bench.py"), "Grpc",
@@ -64,38 +60,8 @@ def run_once(label: str, host: str, extra: list[str], server: psutil.Process, ht
            "--headless", "-u", str(args.users), "-r", "1000", "-t", f"{duration}s",
            "--host", host, *extra, "--run-dir", str(run_dir),
            "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "2"]
-    log_path = workdir / f"{run_dir.name}.log"
-    measure = Measure(label)
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-        sampler = Sampler(proc.pid, server, http_port)
-        sampler.start()
-        deadline = time.monotonic() + 60
-        while not (run_dir / "run.json").exists():  # written at test_start
-            if proc.poll() is not None or time.monotonic() > deadline:
-                sampler.stop()
-                stop_child(proc, 0, interrupt_wait_s=10)
-                measure.note = f"locust did not start (see {log_path})"
-                return measure
-            time.sleep(0.05)
-        start_ns = time.time_ns() + int(args.warmup * 1e9)
-        end_ns = start_ns + int(args.window * 1e9)
-        stop_child(proc, duration + 30, interrupt_wait_s=10)
-        samples = sampler.stop()
-    _window(measure, samples, start_ns, end_ns)
-    try:
-        records = pd.read_parquet(run_dir / "requests",
-                                  columns=["start_ns", "service_us", "latency_us", "ok"])
-    except (OSError, ValueError) as exc:
-        measure.note = f"no records: {exc}"
-        return measure
-    done_ns = records["start_ns"] + records["service_us"] * 1000
-    inside = records[(done_ns >= start_ns) & (done_ns <= end_ns)]
-    if len(inside):
-        measure.p95_ms = inside.loc[inside["ok"], "latency_us"].quantile(0.95) / 1000
-        measure.errors = int((~inside["ok"]).sum())
-    return measure
+    return measure_locust(label, cmd, run_dir, workdir / f"{run_dir.name}.log", server,
+                          http_port, args.warmup, args.window, duration)
 
 
 def main() -> int:

@@ -149,8 +149,6 @@ def _window(measure: Measure, samples: list[Sample], start_ns: int, end_ns: int)
 def run_tritonload(mode: str, args: argparse.Namespace, server: psutil.Process,
                    workdir: Path) -> Measure:
     """One headless Locust run; the window starts ``warmup`` s after its test_start."""
-    import pandas as pd
-
     user_class, users, extra, _, _ = MODES[mode]
     run_dir = workdir / f"tritonload-{mode}"
     duration = int(args.warmup + args.window + 2)
@@ -159,25 +157,38 @@ def run_tritonload(mode: str, args: argparse.Namespace, server: psutil.Process,
            "--headless", "-u", str(users), "-r", "1000", "-t", f"{duration}s",
            "--host", f"127.0.0.1:{args.http_port}", "--run-dir", str(run_dir),
            "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "2", *extra]
-    log = open(workdir / f"tritonload-{mode}.log", "w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
-    sampler = Sampler(proc.pid, server, args.http_port)
-    sampler.start()
-    measure = Measure("tritonload")
-    deadline = time.monotonic() + 60
-    while not (run_dir / "run.json").exists():  # written at test_start
-        if proc.poll() is not None or time.monotonic() > deadline:
-            sampler.stop()
-            stop_child(proc, 0, interrupt_wait_s=10)
-            measure.note = f"locust did not start (see {log.name})"
-            return measure
-        time.sleep(0.05)
-    start_ns = time.time_ns() + int(args.warmup * 1e9)
-    end_ns = start_ns + int(args.window * 1e9)
-    stop_child(proc, duration + 30, interrupt_wait_s=10)
-    samples = sampler.stop()
-    log.close()
+    return measure_locust("tritonload", cmd, run_dir, workdir / f"tritonload-{mode}.log",
+                          server, args.http_port, args.warmup, args.window, duration)
+
+
+def measure_locust(label: str, cmd: list[str], run_dir: Path, log_path: Path,
+                   server: psutil.Process, http_port: int, warmup: float, window: float,
+                   duration: float) -> Measure:
+    """Run a headless Locust command and measure it over [warmup, warmup + window].
+
+    The window starts ``warmup`` s after the run's test_start (when run.json appears);
+    throughput and CPU come from the samplers, the P95 and errors from the run's records.
+    """
+    import pandas as pd
+
+    measure = Measure(label)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        sampler = Sampler(proc.pid, server, http_port)
+        sampler.start()
+        deadline = time.monotonic() + 60
+        while not (run_dir / "run.json").exists():  # written at test_start
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sampler.stop()
+                stop_child(proc, 0, interrupt_wait_s=10)
+                measure.note = f"locust did not start (see {log_path})"
+                return measure
+            time.sleep(0.05)
+        start_ns = time.time_ns() + int(warmup * 1e9)
+        end_ns = start_ns + int(window * 1e9)
+        stop_child(proc, duration + 30, interrupt_wait_s=10)
+        samples = sampler.stop()
     _window(measure, samples, start_ns, end_ns)
     try:
         records = pd.read_parquet(run_dir / "requests",
