@@ -55,6 +55,9 @@ RUN_COLUMNS = ("run_id", "load_kind", "load_level")
 
 SERVER_STATS_COLUMNS = tuple(schema.SERVER_STATS.names)
 SERVER_BATCHES_COLUMNS = tuple(schema.SERVER_BATCHES.names)
+SERVER_METRICS_COLUMNS = tuple(schema.SERVER_METRICS.names)
+#: Its string columns, read as dictionaries (a handful of names repeated at every scrape).
+_METRICS_STRINGS = ("name", "kind", "model", "gpu")
 
 
 @dataclass
@@ -73,6 +76,9 @@ class RunSet:
             ``load_level`` attached (categorical strings).
         server_stats: ``server_stats.parquet`` of every run, with ``run_id``.
         server_batches: ``server_batches.parquet`` of every run, with ``run_id``.
+        server_metrics: ``server_metrics.parquet`` (Triton's metrics endpoint) of the runs
+            that have one, with ``run_id``; run.json's ``server_metrics`` says why a run
+            has none.
         warnings: incompatibilities accepted with ``force=True`` and missing optional files.
 
     """
@@ -82,6 +88,8 @@ class RunSet:
     records: pd.DataFrame
     server_stats: pd.DataFrame
     server_batches: pd.DataFrame
+    server_metrics: pd.DataFrame = field(
+        default_factory=lambda: _empty_frame(SERVER_METRICS_COLUMNS, _METRICS_STRINGS))
     warnings: list[str] = field(default_factory=list)
 
 
@@ -160,18 +168,30 @@ def _read_server_file(run_dir: Path, name: str, columns: Sequence[str], run_id: 
     return t.append_column("run_id", _constant_dictionary(run_id, t.num_rows))
 
 
-def _empty_frame(columns: Sequence[str]) -> pd.DataFrame:
+def _read_server_metrics(run_dir: Path, run_id: str) -> pa.Table | None:
+    """A run's metrics samples; None for a run without them (no warning: run.json says why)."""
+    path = run_dir / schema.SERVER_METRICS_FILE
+    if not path.is_file():
+        return None
+    t = _read_parquet(path, SERVER_METRICS_COLUMNS, _METRICS_STRINGS)
+    for name in _METRICS_STRINGS:
+        t = _to_string_dictionary(t, name)
+    return t.append_column("run_id", _constant_dictionary(run_id, t.num_rows))
+
+
+def _empty_frame(columns: Sequence[str], strings: Sequence[str] = ("model",)) -> pd.DataFrame:
     frame = pd.DataFrame({c: pd.Series(dtype="int64") for c in columns})
-    for c in ("model", "run_id"):
+    for c in (*strings, "run_id"):
         frame[c] = pd.Categorical([])
     return frame
 
 
-def _concat(tables: list[pa.Table], columns: Sequence[str]) -> pd.DataFrame:
+def _concat(tables: list[pa.Table], columns: Sequence[str],
+            strings: Sequence[str] = ("model",)) -> pd.DataFrame:
     present = [t for t in tables if t is not None]
     tables.clear()  # drop the caller's references too, so self_destruct can free as it goes
     if not present:
-        return _empty_frame([*columns, "run_id"])
+        return _empty_frame([*columns, "run_id"], strings)
     table = pa.concat_tables(present).unify_dictionaries()
     present.clear()
     return table.to_pandas(self_destruct=True, split_blocks=True)
@@ -294,7 +314,7 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
         seen[rid] = path
     warnings = ensure_compatible(metas, paths, force=force)
 
-    record_tables, stats_tables, batch_tables, rows = [], [], [], []
+    record_tables, stats_tables, batch_tables, metric_tables, rows = [], [], [], [], []
     for meta, path in zip(metas, paths, strict=True):
         rid = str(meta["run_id"])
         rec = _read_records(path, meta)
@@ -316,6 +336,7 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
             _read_server_file(path, schema.SERVER_BATCHES_FILE, SERVER_BATCHES_COLUMNS, rid,
                               warnings)
         )
+        metric_tables.append(_read_server_metrics(path, rid))
         rows.append(
             {
                 "run_id": rid,
@@ -348,6 +369,7 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
         records=records,
         server_stats=_concat(stats_tables, SERVER_STATS_COLUMNS),
         server_batches=_concat(batch_tables, SERVER_BATCHES_COLUMNS),
+        server_metrics=_concat(metric_tables, SERVER_METRICS_COLUMNS, _METRICS_STRINGS),
         warnings=warnings,
     )
 

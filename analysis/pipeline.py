@@ -9,7 +9,7 @@ import pandas as pd
 
 from tritonload.core.errors import UsageError
 
-from . import batching, capacity, compare, metrics
+from . import batching, capacity, compare, metrics, triton_metrics
 from . import outages as downtime
 from .load import RunSet
 
@@ -44,6 +44,12 @@ class Analysis:
         columns=downtime.OUTAGE_COLUMNS))
     timeline: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=downtime.TIMELINE_COLUMNS))
+    resources: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=triton_metrics.RESOURCE_COLUMNS))
+    pending: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=triton_metrics.PENDING_COLUMNS))
+    #: run id → why its metrics endpoint was not read (run.json ``server_metrics.note``).
+    unread_metrics: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -124,9 +130,24 @@ def analyze(
         outages=down,
         timeline=downtime.timeline(runset.records, runset.runs,
                                   sorted(set(down["run_id"].astype(str)))),
+        resources=triton_metrics.resource_table(runset.server_metrics, windows),
+        pending=triton_metrics.pending_series(runset.server_metrics, runset.server_stats,
+                                              runset.runs),
+        unread_metrics=_unread_metrics(runset),
         params={"slo_p95_ms": slo_p95_ms, "target_rps": target_rps, "headroom": headroom,
                 "max_error_rate": max_error_rate, "n_boot": n_boot, "seed": seed,
                 "warmup_fraction": metrics.WARMUP_FRACTION,
                 "warmup_cap_s": metrics.WARMUP_CAP_S, "confidence": metrics.CONFIDENCE},
         warnings=warnings,
     )
+
+
+def _unread_metrics(runset: RunSet) -> dict[str, str]:
+    """The runs without metrics samples, and why (run.json's note; older runs have none)."""
+    read = set(runset.server_metrics["run_id"].astype(str))
+    notes = {}
+    for run_id, meta in runset.meta.items():
+        if run_id not in read:
+            note = (meta.get("server_metrics") or {}).get("note")
+            notes[run_id] = note or "no metrics endpoint was read for this run"
+    return notes

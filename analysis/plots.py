@@ -221,6 +221,36 @@ def outage_timeline(timeline: pd.DataFrame, outages: pd.DataFrame) -> bytes | No
     return _png(fig)
 
 
+def pending_vs_queue(pending: pd.DataFrame) -> bytes | None:
+    """Requests pending in Triton's schedulers and the queue time per request, per run."""
+    if pending.empty:
+        return None
+    run_ids = list(dict.fromkeys(pending["run_id"].astype(str)))[:4]
+    fig = Figure(figsize=(12, 2.4 * len(run_ids) + 0.6), layout="constrained")
+    for i, run_id in enumerate(run_ids):
+        ax = fig.add_subplot(len(run_ids), 1, i + 1)
+        t = pending[pending["run_id"].astype(str) == run_id]
+        # Both are read at the instant each interval closes: points joined, not steps.
+        ax.plot(t["t_s"], t["pending"], color="tab:purple", marker="o",
+                label="pending requests (at the scrape)")
+        ax.set_ylabel("pending")
+        ax.set_ylim(bottom=0)
+        queue = ax.twinx()
+        queue.plot(t["t_s"], t["queue_us"] / 1000.0, color="tab:orange", marker=".",
+                   label="queue ms / request (over the interval)")
+        queue.set_ylabel("queue ms")
+        queue.set_ylim(bottom=0)
+        ax.set_title(f"run {run_id}", fontsize=9)
+        ax.grid(alpha=0.3)
+        if i == len(run_ids) - 1:
+            ax.set_xlabel("seconds since the run started")
+        lines = ax.get_legend_handles_labels()
+        more = queue.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left",
+                  bbox_to_anchor=(1.06, 1.0), frameon=False)
+    return _png(fig)
+
+
 # ---------------------------------------------------------------------------------------------
 # The answer's charts: one question each
 

@@ -110,6 +110,9 @@ def report_data(analysis: Analysis) -> dict:
     data["capacity"]["probes"] = _records(a.probes)
     data["recommendations"] = _clean(a.recommendations)
     data["outages"] = _records(a.outages)
+    data["resources"] = _records(a.resources)
+    data["pending"] = _records(a.pending)
+    data["unread_metrics"] = dict(a.unread_metrics)
     data["answer"] = _clean(answer(a))
     return data
 
@@ -274,7 +277,7 @@ def _headline(d: dict) -> list[str]:
 def _bytes(x: float | None) -> str:
     if _na(x):
         return "n/a"
-    for unit, size in (("MB", 1e6), ("KB", 1e3)):
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
         if x >= size:
             return f"{x / size:.1f} {unit}"
     return f"{x:.0f} B"
@@ -382,6 +385,7 @@ def _sections(d: dict) -> list[dict]:
                     fmt_ms(r["queue_off_us"]), fmt_ms(r["compute_on_us"]),
                     fmt_ms(r["compute_off_us"])] for r in d["batching"]]),
         "images": ["batch_histograms"]})
+    s.append(_resources_section(d, loads))
     s.append({"title": "Where the time goes", "paragraphs": [
         "Mean per successful request, ms. Client overhead = client mean latency − Triton's "
         "queue + compute time: serialisation, network, the HTTP/gRPC front end and the "
@@ -406,6 +410,52 @@ def _sections(d: dict) -> list[dict]:
         "contains 1 (a difference whose interval contains 0) is labelled not significant "
         "and never called a win. See docs/capacity-planning.md."]})
     return s
+
+
+def _resources_section(d: dict, loads: dict[str, str]) -> dict:
+    """Server resources from Triton's metrics endpoint; GPU columns only where GPUs report."""
+    rows = d["resources"]
+    paragraphs = [
+        "Read from Triton's Prometheus endpoint at each statistics sample, over the steady "
+        "window. Utilisation is a share of the whole host (CPU) or the mean GPU; memory is the "
+        "peak; energy and inferences are increases between the window's first and last "
+        "scrape, so joules per inference is measured over one interval. Pending: requests "
+        "waiting in Triton's schedulers."]
+    gpu = any((r["gpus"] or 0) > 0 for r in rows)
+    energy = any(not _na(r["energy_j"]) for r in rows)
+    if rows and not gpu:
+        paragraphs.append("No GPU metric in these runs (the server reports no nv_gpu_ "
+                          "family: a CPU-only server, or --allow-gpu-metrics=false); the "
+                          "host's CPU utilisation and memory stand in.")
+    elif rows and not energy:
+        paragraphs.append("No energy counter (nv_energy_consumption) in these runs: no "
+                          "joules per inference.")
+    paragraphs += [f"Run {run_id}: metrics not read ({note})."
+                   for run_id, note in sorted(d["unread_metrics"].items())]
+    headers = ["run", "load", "server req/s", "CPU util", "CPU memory"]
+    if gpu:
+        headers += ["GPUs", "GPU util", "GPU memory", "power W"]
+    if energy:
+        headers += ["J/inference", "inferences/J"]
+    headers += ["pending mean", "pending max", "window"]
+    table = []
+    for r in rows:
+        row = [r["run_id"], loads.get(r["run_id"], ""), fmt_rps(r["requests_per_s"]),
+               fmt_pct(r["cpu_utilization"]), _bytes(r["cpu_memory_used_bytes"])]
+        if gpu:
+            row += [str(r["gpus"]), fmt_pct(r["gpu_utilization"]),
+                    f"{_bytes(r['gpu_memory_used_bytes'])} of "
+                    f"{_bytes(r['gpu_memory_total_bytes'])}", fmt_num(r["gpu_power_w"], 1)]
+        if energy:
+            row += [fmt_num(r["joules_per_inference"], 4), fmt_num(r["inferences_per_joule"], 1)]
+        row += [fmt_num(r["pending_mean"], 1), fmt_num(r["pending_max"], 0),
+                r["metrics_window"]]
+        table.append(row)
+    section = {"title": "Server resources", "paragraphs": paragraphs,
+               "table": (headers, table) if table else None}
+    if d["pending"]:
+        section["images"] = ["pending_vs_queue"]
+    return section
 
 
 def _capacity_section(d: dict) -> dict:
@@ -772,6 +822,7 @@ def render_images(analysis: Analysis, data: dict) -> dict[str, bytes | None]:
         "batch_histograms": plots.batch_histograms(analysis.batch_hist),
         "time_breakdown": plots.time_breakdown(analysis.breakdown),
         "outage_timeline": plots.outage_timeline(analysis.timeline, analysis.outages),
+        "pending_vs_queue": plots.pending_vs_queue(analysis.pending),
     }
 
 

@@ -35,6 +35,15 @@ def add_user_options(group: Any) -> None:
                        help="dims of a variable input for generated payloads; repeatable")
 
 
+def add_metrics_option(group: Any) -> None:
+    """``--metrics-url``: Triton's Prometheus endpoint, scraped at each statistics sample."""
+    group.add_argument("--metrics-url", default=None, metavar="URL",
+                       help="Triton's metrics endpoint, read with the statistics (GPU and CPU "
+                       "utilisation, memory, power, energy, pending requests); default: the "
+                       "target's host on its HTTP port + 2 (Triton's 8002 beside 8000), "
+                       "skipped with one line if it does not answer; 'off' to not read it")
+
+
 def add_tls_options(group: Any) -> None:
     """``--tls-ca``, ``--tls-client-cert``, ``--tls-client-key``: the client side of grpcs:// or https://."""
     group.add_argument("--tls-ca", default=None, metavar="FILE",

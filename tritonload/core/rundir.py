@@ -156,6 +156,11 @@ def write_server_stats(run_dir: Path, stats: pa.Table | Sequence | Mapping,
     _write_table(Path(run_dir) / schema.SERVER_BATCHES_FILE, batches, schema.SERVER_BATCHES)
 
 
+def write_server_metrics(run_dir: Path, metrics: pa.Table | Sequence | Mapping) -> None:
+    """Write the scraped Prometheus samples."""
+    _write_table(Path(run_dir) / schema.SERVER_METRICS_FILE, metrics, schema.SERVER_METRICS)
+
+
 def write_arrivals(run_dir: Path, rows: Sequence[Mapping[str, int]]) -> None:
     """Write the open-loop arrival counts."""
     _write_table(Path(run_dir) / schema.ARRIVALS_FILE, rows, schema.ARRIVALS)

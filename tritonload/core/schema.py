@@ -19,6 +19,7 @@ REQUESTS_DIR = "requests"
 SERVER_STATS_FILE = "server_stats.parquet"
 SERVER_BATCHES_FILE = "server_batches.parquet"
 ARRIVALS_FILE = "arrivals.parquet"
+SERVER_METRICS_FILE = "server_metrics.parquet"
 #: A capacity search's summary, beside its probe run directories (`tritonload.core.knee`).
 SEARCH_JSON = "search.json"
 #: A bench's batching recommendations and their checks, in its capacity directory.
@@ -73,6 +74,19 @@ SERVER_BATCHES = pa.schema([
     ("compute_infer_ns", pa.int64()),
 ])
 
+#: Triton's Prometheus metrics, scraped at each statistics sample: one row per kept sample
+#: (`tritonload.triton.metrics`), raw (a counter's running total, a gauge's reading).
+SERVER_METRICS = pa.schema([
+    ("t_ns", pa.int64()),
+    ("name", pa.string()),
+    ("kind", pa.string()),
+    ("model", pa.string()),
+    ("gpu", pa.string()),
+    ("le", pa.float64()),
+    ("quantile", pa.float64()),
+    ("value", pa.float64()),
+])
+
 #: Open loop: per-interval counts of scheduled, late and dropped sends.
 ARRIVALS = pa.schema([
     ("t_start_ns", pa.int64()),
@@ -89,5 +103,5 @@ RUN_JSON_OPTIONAL = (
     "tool_versions", "scenario", "protocols", "max_in_flight", "users", "user_classes", "mix",
     "achieved_mix", "stability", "started_at", "ended_at", "request_count", "error_counts",
     "arrivals", "models", "payloads", "server_stats_interval_s", "gevent_threadpool_size",
-    "client_cpu", "workers", "outages", "validated", "extra",
+    "client_cpu", "workers", "outages", "validated", "server_metrics", "extra",
 )

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tritonload.core.options import add_slo_options, add_tls_options, add_user_options
+from tritonload.core.options import (
+    add_metrics_option,
+    add_slo_options,
+    add_tls_options,
+    add_user_options,
+)
 
 #: The options the web UI's start form shows, editable per test: what the load is. The rest
 #: (payload files, SLOs, run directory, stability rule...) stay command-line options.
@@ -31,6 +36,7 @@ def add_options(parser: Any) -> None:
                        help="run directory (default runs/<run id>-<scenario>)")
     group.add_argument("--stats-interval", type=float, default=1.0, metavar="SECONDS",
                        help="server statistics sampling period (default 1)")
+    add_metrics_option(group)
     group.add_argument("--seed", type=int, default=0, help="seed for the mix draw and payloads")
     add_slo_options(group)
     group.add_argument("--warmup", type=float, default=0.0, metavar="SECONDS",

@@ -1,8 +1,12 @@
-"""Sample Triton's statistics API during a run and keep per-interval deltas per model.
+"""Sample Triton's statistics API (and its metrics endpoint) during a run.
 
-Triton's counters are cumulative, so every row is the difference between two snapshots.
-`snapshot` and `delta` are pure; `ServerStatsSampler` is the greenlet that polls and writes
-``server_stats.parquet`` and ``server_batches.parquet`` (docs/run-directory.md).
+Triton's counters are cumulative, so every statistics row is the difference between two
+snapshots. `snapshot` and `delta` are pure; `ServerStatsSampler` is the greenlet that polls
+and writes ``server_stats.parquet`` and ``server_batches.parquet`` (docs/run-directory.md).
+With a metrics URL it scrapes the Prometheus endpoint at the same instants, so that a
+``server_metrics.parquet`` reading lines up with a statistics interval's end; those rows are
+kept raw (a counter's running total), kept per scrape as a small Arrow table: a 30-minute run
+at 1 s is 1,800 tables of about 20 rows, not 36,000 dicts.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import pyarrow as pa
 
 from tritonload.core.errors import TritonloadError
-from tritonload.core.rundir import write_server_stats
-from tritonload.core.schema import PHASES
+from tritonload.core.rundir import write_server_metrics, write_server_stats
+from tritonload.core.schema import PHASES, SERVER_METRICS
 from tritonload.triton.admin import TritonAdmin
+from tritonload.triton.metrics import fetch_exposition, parse_exposition
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +64,10 @@ def delta(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, int]
 
 
 class ServerStatsSampler:
-    """Polls statistics for ``models`` every ``interval_s`` in a greenlet."""
+    """Polls statistics for ``models`` (and ``metrics_url``) every ``interval_s``."""
 
     def __init__(self, admin: TritonAdmin, models: list[str], run_dir: str | Path,
-                 interval_s: float = 1.0) -> None:
+                 interval_s: float = 1.0, metrics_url: str | None = None) -> None:
         if interval_s <= 0:
             raise TritonloadError("--stats-interval must be > 0")
         self.admin = admin
@@ -74,6 +80,9 @@ class ServerStatsSampler:
         self._last_ns = 0
         self._latest: dict[str, dict[str, Any]] = {}
         self._greenlet: gevent.Greenlet | None = None
+        self.metrics_url = metrics_url
+        self.metric_tables: list[pa.Table] = []
+        self._metrics_failing = False
 
     def _poll(self) -> dict[str, dict[str, Any]]:
         wanted = set(self.models)
@@ -98,6 +107,23 @@ class ServerStatsSampler:
                     for size, (n, ns) in sorted(batches.items())
                 ]
         self._last, self._last_ns = current, now
+        if self.metrics_url is not None:
+            self._scrape(now)
+
+    def _scrape(self, now_ns: int) -> None:
+        """One reading of the metrics endpoint; a failing one is said once, until it is back."""
+        try:
+            rows = parse_exposition(fetch_exposition(self.metrics_url))
+        except TritonloadError as exc:
+            if not self._metrics_failing:
+                log.warning("server metrics unavailable: %s", exc)
+            self._metrics_failing = True
+            return
+        self._metrics_failing = False
+        columns = {name: [row[name] for row in rows] for name in SERVER_METRICS.names
+                   if name != "t_ns"}
+        self.metric_tables.append(pa.Table.from_pydict(
+            {"t_ns": [now_ns] * len(rows), **columns}, schema=SERVER_METRICS))
 
     def latest(self) -> dict[str, dict[str, Any]]:
         """Per model, its last interval: ``{"counters": ..., "batches": {size: (n, ns)}}``."""
@@ -124,3 +150,5 @@ class ServerStatsSampler:
     def write(self) -> None:
         """Write what has been sampled so far."""
         write_server_stats(self.run_dir, self.rows, self.batch_rows)
+        if self.metric_tables:
+            write_server_metrics(self.run_dir, pa.concat_tables(self.metric_tables))

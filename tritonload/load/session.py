@@ -192,7 +192,8 @@ class LoadSession:
                                       int(self.environment.runner.target_user_count or 0))
             histograms = self.collector.merged_histograms
         sampler = ServerStatsSampler(self.checks.admin, sorted(self.checks.context.payloads),
-                                     run_dir, self.stats_interval_s)
+                                     run_dir, self.stats_interval_s,
+                                     metrics_url=self.checks.metrics["url"])
         stability = StabilityRule(*self.stability_rule) if self.window_s > 0 else None
         started_ns = time.time_ns()
         windows = StabilityWindows(stability, self.warmup_s, self.window_s) if stability else None
@@ -262,4 +263,4 @@ class LoadSession:
             stats_interval_s=self.stats_interval_s, tags=self.tags, slos=self.slos,
             client_cpu=test.ticker.cpu,
             workers=self.collector.document() if self.collector is not None else None,
-            outages=test.ticker.outages.document(ended_ns)))
+            outages=test.ticker.outages.document(ended_ns), server_metrics=self.checks.metrics))

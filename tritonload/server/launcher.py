@@ -93,6 +93,10 @@ class GrpcTls:
         return flags
 
 
+#: How often the embedded server refreshes its CPU/GPU gauges (see `EmbeddedTriton.start`).
+METRICS_INTERVAL_MS = 1000
+
+
 @dataclass(frozen=True)
 class Ports:
     """The three ports Triton listens on."""
@@ -144,6 +148,7 @@ class EmbeddedTriton:
         log_file: str | os.PathLike | None = None,
         auth: AuthRestriction | None = None,
         grpc_tls: GrpcTls | None = None,
+        metrics_config: tuple[str, ...] = (),
     ) -> None:
         self.models = list(models) if models is not None else demo_fleet()
         self.ports = ports
@@ -151,6 +156,7 @@ class EmbeddedTriton:
         self.ready_timeout_s = ready_timeout_s
         self.auth = auth
         self.grpc_tls = grpc_tls
+        self.metrics_config = tuple(metrics_config)  # --metrics-config SETTING=VALUE items
         self._user_log = Path(log_file) if log_file else None
         self._log_file: Path | None = None
         self._workdir: Path | None = None
@@ -208,6 +214,10 @@ class EmbeddedTriton:
             f"--grpc-address={self.host}", f"--grpc-port={self.ports.grpc}",
             f"--metrics-address={self.host}", f"--metrics-port={self.ports.metrics}",
             "--allow-metrics=true", "--allow-gpu-metrics=false",
+            # The CPU and GPU gauges refresh at this period (Triton's default is 2 s); one
+            # second matches tritonload's statistics sampling, so every sample is fresh.
+            f"--metrics-interval-ms={METRICS_INTERVAL_MS}",
+            *(f"--metrics-config={item}" for item in self.metrics_config),
             "--strict-readiness=true", "--exit-on-error=true", "--exit-timeout-secs=5",
             "--log-verbose=0",
             *(self.auth.flags() if self.auth else []),

@@ -17,7 +17,7 @@ from tritonload.cli.headless import LocustRun, LocustWorker, parse_duration, res
 from tritonload.cli.signals import sigterm_raises_interrupt
 from tritonload.core.errors import UsageError
 from tritonload.core.numbers import RunNumbers, run_numbers
-from tritonload.core.options import add_slo_options, add_user_options
+from tritonload.core.options import add_metrics_option, add_slo_options, add_user_options
 from tritonload.core.rundir import new_run_id, read_arrivals, read_run_json
 from tritonload.core.slo import BREACH_EXIT_CODE, evaluate, parse_slos
 from tritonload.core.validity import judge
@@ -33,6 +33,7 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--error-backoff", type=float, default=None, metavar="SECONDS",
                        help="after a failed request, wait this long before the next one, "
                        "doubling while failures go on (at most 5 s); default off")
+    add_metrics_option(group)
     group.add_argument("--user-class", action="append", default=[], metavar="NAME",
                        help="run only these user classes of the scenario; repeatable")
 
@@ -51,7 +52,8 @@ def arrival_line(totals: dict[str, int]) -> str:
 def load_options(args: argparse.Namespace) -> list[str]:
     """The scenario options (tritonload's Locust options) the arguments ask for."""
     options: list[str] = []
-    for flag in ("mode", "max_in_flight", "rate", "arrival", "mix", "error_backoff"):
+    for flag in ("mode", "max_in_flight", "rate", "arrival", "mix", "error_backoff",
+                 "metrics_url"):
         value = getattr(args, flag)
         if value is not None:
             options += [f"--{flag.replace('_', '-')}", str(value)]
