@@ -35,8 +35,10 @@ _NS = 1_000_000_000
 
 
 def _window_scrapes(frame: pd.DataFrame, windows: pd.DataFrame) -> tuple[pd.DataFrame, set]:
-    """The samples of scrapes inside each run's steady window (all of a run's scrapes when
-    fewer than two are inside), and the runs that fell back."""
+    """The samples of the scrapes inside each run's steady window, and the runs that fell back.
+
+    A run with fewer than two scrapes inside keeps all of its scrapes (a counter needs two).
+    """
     bounds = windows.set_index("run_id")
     run = frame["run_id"].astype(str)
     start = run.map(bounds["window_start_ns"]).to_numpy(np.float64)

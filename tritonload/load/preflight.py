@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tritonload.core.config import Target, TlsFiles, parse_pairs
-from tritonload.core.errors import TritonloadError, UsageError
+from tritonload.core.errors import UsageError
 from tritonload.core.mix import ModelMix
 from tritonload.load.arrivals import ArrivalLedger, ReplayTrace
 from tritonload.load.context import RunContext, UserSettings
@@ -23,7 +23,7 @@ from tritonload.server import EmbeddedTriton, Ports
 from tritonload.server.fleet import DEMO_SHAPES
 from tritonload.triton.access import check_access
 from tritonload.triton.admin import TritonAdmin, config_snapshot
-from tritonload.triton.metrics import check_endpoint, default_metrics_url
+from tritonload.triton.metrics import metrics_source
 from tritonload.triton.payloads import (
     ModelInfo,
     Payload,
@@ -69,7 +69,7 @@ def preflight(environment: Any) -> Preflight:
             payloads, configs = _payloads(admin, models, options)
             settings, replay = _with_replay(environment, settings, payloads)
             _check_access(target, settings)
-            metrics = _metrics_source(target, option(options, "metrics_url", None))
+            metrics = metrics_source(target, option(options, "metrics_url", None))
         except BaseException:
             admin.close()
             raise
@@ -80,30 +80,6 @@ def preflight(environment: Any) -> Preflight:
     seed = int(option(options, "seed", 0))
     context = RunContext(target, payloads, settings, seed, ArrivalLedger(), replay=replay)
     return Preflight(context, configs, admin, server, metrics)
-
-
-def _metrics_source(target: Target, given: str | None) -> dict:
-    """The metrics endpoint to scrape, as run.json's ``server_metrics``.
-
-    ``--metrics-url`` is checked (one line, exit 2, if it does not answer); the target's
-    default is skipped with one line if it does not.
-    """
-    if given == "off":
-        return {"url": None, "note": "--metrics-url off"}
-    if given:
-        try:
-            check_endpoint(given)
-        except TritonloadError as exc:
-            raise UsageError(f"--metrics-url: {exc}") from None
-        return {"url": given, "note": ""}
-    url = default_metrics_url(target)
-    try:
-        check_endpoint(url)
-    except TritonloadError as exc:
-        log.warning("%s: no GPU/CPU utilisation, memory or energy for this run "
-                    "(--metrics-url URL to name the endpoint)", exc)
-        return {"url": None, "note": str(exc)}
-    return {"url": url, "note": ""}
 
 
 def refresh(checks: Preflight, environment: Any) -> RunContext:

@@ -18,6 +18,7 @@ histogram), a new GPU counter.
 
 from __future__ import annotations
 
+import logging
 import math
 import urllib.error
 import urllib.request
@@ -26,11 +27,13 @@ from collections.abc import Iterable
 from prometheus_client.parser import text_string_to_metric_families
 
 from tritonload.core.config import Target
-from tritonload.core.errors import TritonloadError
+from tritonload.core.errors import TritonloadError, UsageError
+
+log = logging.getLogger(__name__)
 
 #: The families planning needs: per model (requests, queue and compute time, pending
-#: requests, latency histograms), per GPU (utilisation, memory, power, energy), the host's
-#: CPU and memory. Caches, pinned memory and the like are left out.
+#: requests, latency summaries and histograms), per GPU (utilisation, memory, power,
+#: energy), the host's CPU and memory. Caches, pinned memory and the like are left out.
 KEPT_PREFIXES = ("nv_inference_", "nv_gpu_", "nv_energy_", "nv_cpu_")
 FETCH_TIMEOUT_S = 2.0
 
@@ -64,8 +67,7 @@ def parse_exposition(text: str, kept: Iterable[str] = KEPT_PREFIXES) -> list[dic
                              "quantile": float(quantile) if quantile is not None else math.nan,
                              "value": float(sample.value)})
     except ValueError as exc:
-        raise TritonloadError(f"the metrics endpoint's answer is not Prometheus text: "
-                              f"{exc}") from None
+        raise TritonloadError(f"not Prometheus text ({str(exc)[:80]})") from None
     return rows
 
 
@@ -93,7 +95,35 @@ def check_endpoint(url: str) -> int:
 
     Raises `TritonloadError` if it does not answer, or serves none of Triton's families.
     """
-    rows = parse_exposition(fetch_exposition(url))
+    text = fetch_exposition(url)
+    try:
+        rows = parse_exposition(text)
+    except TritonloadError as exc:
+        raise TritonloadError(f"metrics endpoint {url} answers {exc}") from None
     if not rows:
         raise TritonloadError(f"metrics endpoint {url} serves none of Triton's nv_ families")
     return len(rows)
+
+
+def metrics_source(target: Target, given: str | None) -> dict:
+    """The metrics endpoint to scrape, as run.json's ``server_metrics``.
+
+    ``--metrics-url`` is checked (one line, exit 2, if it does not answer); the target's
+    default is skipped with one line if it does not.
+    """
+    if given == "off":
+        return {"url": None, "note": "--metrics-url off"}
+    if given:
+        try:
+            check_endpoint(given)
+        except TritonloadError as exc:
+            raise UsageError(f"--metrics-url: {exc}") from None
+        return {"url": given, "note": ""}
+    url = default_metrics_url(target)
+    try:
+        check_endpoint(url)
+    except TritonloadError as exc:
+        log.warning("%s: no GPU/CPU utilisation, memory or energy for this run "
+                    "(--metrics-url URL to name the endpoint)", exc)
+        return {"url": None, "note": str(exc)}
+    return {"url": url, "note": ""}
