@@ -112,14 +112,18 @@ def write_report_for(run_dirs: Sequence[str | Path], out_dir: str | Path, *,
     ``headroom``, ``max_error_rate``). ``capacity_dir`` holds ``*/search.json`` and
     ``recommendations.json`` (`tritonload capacity` / `bench`).
     """
-    from .load import empty_runset, load_capacity, load_runs
+    from .load import empty_runset, load_capacity, load_probe_metrics, load_runs
     from .pipeline import analyze
     from .report import write_report
 
     searches, recommendations = load_capacity(capacity_dir) if capacity_dir else ([], [])
     runset = load_runs(run_dirs, force=force) if run_dirs else empty_runset()
+    probe_dirs = [p["run_dir"] for doc in searches for p in doc["knee"]["probes"]]
     analysis = analyze(runset, n_boot=n_boot, seed=seed, searches=searches,
-                       recommendations=recommendations, **params)
+                       recommendations=recommendations,
+                       probe_metrics=(load_probe_metrics(probe_dirs, capacity_dir)
+                                      if probe_dirs else None),
+                       **params)
     return analysis, write_report(analysis, out_dir)
 
 

@@ -439,6 +439,33 @@ def empty_runset() -> RunSet:
                   server_batches=_empty_frame(SERVER_BATCHES_COLUMNS), warnings=[])
 
 
+def load_probe_metrics(run_dirs: Iterable[str], capacity_dir: str | Path
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The metrics samples of capacity probes, and each probe's steady window.
+
+    ``run_id`` is the probe's run directory as its search.json names it (relative to where
+    the search ran, or found again as ``capacity_dir/<search>/<probe>``). A probe directory
+    that is gone, or has no ``server_metrics.parquet``, is left out (its search still
+    reports; only its resources are unknown).
+    """
+    tables, windows = [], []
+    for run_dir in dict.fromkeys(str(d) for d in run_dirs if d):
+        named = Path(run_dir)
+        moved = Path(capacity_dir) / named.parent.name / named.name
+        path = next((p for p in (named, moved) if (p / schema.SERVER_METRICS_FILE).is_file()
+                     and (p / schema.RUN_JSON).is_file()), None)
+        if path is None:
+            continue
+        meta = read_run_json(path)
+        window = steady_window(meta.get("started_ns"), meta.get("ended_ns"),
+                               meta.get("warmup_s"))
+        tables.append(_read_server_metrics(path, run_dir))
+        windows.append({"run_id": run_dir, "window_start_ns": window.start_ns,
+                        "window_end_ns": window.end_ns})
+    return (_concat(tables, SERVER_METRICS_COLUMNS, _METRICS_STRINGS),
+            pd.DataFrame(windows, columns=["run_id", "window_start_ns", "window_end_ns"]))
+
+
 def load_capacity(capacity_dir: str | Path) -> tuple[list[dict], list[dict]]:
     """The capacity searches (``*/search.json``) and recommendations.json of a directory."""
     root = Path(capacity_dir)

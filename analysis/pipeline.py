@@ -50,6 +50,10 @@ class Analysis:
         columns=triton_metrics.PENDING_COLUMNS))
     #: run id → why its metrics endpoint was not read (run.json ``server_metrics.note``).
     unread_metrics: dict = field(default_factory=dict)
+    #: `triton_metrics.resource_table` of the capacity probes (``run_id``: the probe's
+    #: run directory, as ``probes.run_dir`` names it).
+    probe_resources: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=triton_metrics.RESOURCE_COLUMNS))
     params: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -65,6 +69,7 @@ def analyze(
     seed: int = 0,
     searches: list[dict] | None = None,
     recommendations: list[dict] | None = None,
+    probe_metrics: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> Analysis:
     """Compute all metrics, comparisons and the capacity plan for a run set.
 
@@ -78,6 +83,8 @@ def analyze(
         seed: bootstrap seed.
         searches: capacity-search documents (search.json), if any.
         recommendations: batching recommendations (recommendations.json), if any.
+        probe_metrics: the probes' metrics samples and steady windows
+            (:func:`analysis.load.load_probe_metrics`), if any.
 
     Returns:
         The analysis.
@@ -134,6 +141,8 @@ def analyze(
         pending=triton_metrics.pending_series(runset.server_metrics, runset.server_stats,
                                               runset.runs),
         unread_metrics=_unread_metrics(runset),
+        probe_resources=(triton_metrics.resource_table(*probe_metrics) if probe_metrics
+                         else pd.DataFrame(columns=triton_metrics.RESOURCE_COLUMNS)),
         params={"slo_p95_ms": slo_p95_ms, "target_rps": target_rps, "headroom": headroom,
                 "max_error_rate": max_error_rate, "n_boot": n_boot, "seed": seed,
                 "warmup_fraction": metrics.WARMUP_FRACTION,

@@ -113,6 +113,7 @@ def report_data(analysis: Analysis) -> dict:
     data["resources"] = _records(a.resources)
     data["pending"] = _records(a.pending)
     data["unread_metrics"] = dict(a.unread_metrics)
+    data["probe_resources"] = _records(a.probe_resources)
     data["answer"] = _clean(answer(a))
     return data
 
@@ -386,6 +387,9 @@ def _sections(d: dict) -> list[dict]:
                     fmt_ms(r["compute_off_us"])] for r in d["batching"]]),
         "images": ["batch_histograms"]})
     s.append(_resources_section(d, loads))
+    probes = _probe_resources_section(d)
+    if probes is not None:
+        s.append(probes)
     s.append({"title": "Where the time goes", "paragraphs": [
         "Mean per successful request, ms. Client overhead = client mean latency − Triton's "
         "queue + compute time: serialisation, network, the HTTP/gRPC front end and the "
@@ -412,6 +416,32 @@ def _sections(d: dict) -> list[dict]:
     return s
 
 
+def _has_gpu_and_energy(rows: list[dict]) -> tuple[bool, bool]:
+    """Whether any row has GPU metrics, and an energy counter."""
+    return (any((r["gpus"] or 0) > 0 for r in rows),
+            any(not _na(r["energy_j"]) for r in rows))
+
+
+def _resource_headers(gpu: bool, energy: bool) -> list[str]:
+    return (["server req/s", "CPU util", "CPU memory"]
+            + (["GPUs", "GPU util", "GPU memory", "power W"] if gpu else [])
+            + (["J/inference", "inferences/J"] if energy else [])
+            + ["pending mean", "pending max"])
+
+
+def _resource_cells(r: dict, gpu: bool, energy: bool) -> list[str]:
+    """One resource row's cells, in `_resource_headers` order (GPU columns only with GPUs)."""
+    cells = [fmt_rps(r["requests_per_s"]), fmt_pct(r["cpu_utilization"]),
+             _bytes(r["cpu_memory_used_bytes"])]
+    if gpu:
+        cells += [str(r["gpus"]), fmt_pct(r["gpu_utilization"]),
+                  f"{_bytes(r['gpu_memory_used_bytes'])} of "
+                  f"{_bytes(r['gpu_memory_total_bytes'])}", fmt_num(r["gpu_power_w"], 1)]
+    if energy:
+        cells += [fmt_num(r["joules_per_inference"], 4), fmt_num(r["inferences_per_joule"], 1)]
+    return cells + [fmt_num(r["pending_mean"], 1), fmt_num(r["pending_max"], 0)]
+
+
 def _resources_section(d: dict, loads: dict[str, str]) -> dict:
     """Server resources from Triton's metrics endpoint; GPU columns only where GPUs report."""
     rows = d["resources"]
@@ -421,9 +451,8 @@ def _resources_section(d: dict, loads: dict[str, str]) -> dict:
         "peak; energy and inferences are increases between the window's first and last "
         "scrape, so joules per inference is measured over one interval. Pending: requests "
         "waiting in Triton's schedulers."]
-    gpu = any((r["gpus"] or 0) > 0 for r in rows)
-    energy = any(not _na(r["energy_j"]) for r in rows)
-    if rows and not gpu:
+    gpu, energy = _has_gpu_and_energy(rows + d["probe_resources"])
+    if (rows or d["probe_resources"]) and not gpu:
         paragraphs.append("No GPU metric in these runs (the server reports no nv_gpu_ "
                           "family: a CPU-only server, or --allow-gpu-metrics=false); the "
                           "host's CPU utilisation and memory stand in.")
@@ -432,30 +461,45 @@ def _resources_section(d: dict, loads: dict[str, str]) -> dict:
                           "joules per inference.")
     paragraphs += [f"Run {run_id}: metrics not read ({note})."
                    for run_id, note in sorted(d["unread_metrics"].items())]
-    headers = ["run", "load", "server req/s", "CPU util", "CPU memory"]
-    if gpu:
-        headers += ["GPUs", "GPU util", "GPU memory", "power W"]
-    if energy:
-        headers += ["J/inference", "inferences/J"]
-    headers += ["pending mean", "pending max", "window"]
-    table = []
-    for r in rows:
-        row = [r["run_id"], loads.get(r["run_id"], ""), fmt_rps(r["requests_per_s"]),
-               fmt_pct(r["cpu_utilization"]), _bytes(r["cpu_memory_used_bytes"])]
-        if gpu:
-            row += [str(r["gpus"]), fmt_pct(r["gpu_utilization"]),
-                    f"{_bytes(r['gpu_memory_used_bytes'])} of "
-                    f"{_bytes(r['gpu_memory_total_bytes'])}", fmt_num(r["gpu_power_w"], 1)]
-        if energy:
-            row += [fmt_num(r["joules_per_inference"], 4), fmt_num(r["inferences_per_joule"], 1)]
-        row += [fmt_num(r["pending_mean"], 1), fmt_num(r["pending_max"], 0),
-                r["metrics_window"]]
-        table.append(row)
+    table = [[r["run_id"], loads.get(r["run_id"], ""), *_resource_cells(r, gpu, energy),
+              r["metrics_window"]] for r in rows]
     section = {"title": "Server resources", "paragraphs": paragraphs,
-               "table": (headers, table) if table else None}
+               "table": ((["run", "load", *_resource_headers(gpu, energy), "window"], table)
+                         if table else None)}
     if d["pending"]:
         section["images"] = ["pending_vs_queue"]
     return section
+
+
+def _probe_resources_section(d: dict) -> dict | None:
+    """The capacity probes' resources: utilisation and energy against offered load."""
+    by_dir = {r["run_id"]: r for r in d["probe_resources"]}
+    probes = [p for p in d["capacity"]["probes"] if p["run_dir"] in by_dir]
+    if not probes:
+        return None
+    gpu, energy = _has_gpu_and_energy(list(by_dir.values()))
+    return {"title": "Server resources of the capacity probes", "paragraphs": [
+        "Each probe's steady window, as in Server resources: how utilisation, memory and "
+        "energy per inference grow with the offered rate, per configuration."],
+        "table": (["search", "offered req/s", *_resource_headers(gpu, energy)],
+                  [[p["label"], fmt_rps(p["offered_rps"]),
+                    *_resource_cells(by_dir[p["run_dir"]], gpu, energy)] for p in probes])}
+
+
+def _resources_at_knee(d: dict) -> tuple[list[str], list[list[str]]]:
+    """Per search with a knee: the resources of the probe the knee was measured at."""
+    by_dir = {r["run_id"]: r for r in d["probe_resources"]}
+    gpu, energy = _has_gpu_and_energy(list(by_dir.values()))
+    rows = []
+    for k in d["capacity"]["searches"]:
+        at = k.get("at_rps")
+        probe = next((p for p in d["capacity"]["probes"] if p["label"] == k["label"]
+                      and at is not None and abs(p["offered_rps"] - at) <= 0.005 * at
+                      and p["run_dir"] in by_dir), None)
+        if probe is not None:
+            rows.append([k["label"], fmt_rps(k["capacity_rps"]), fmt_rps(at),
+                         *_resource_cells(by_dir[probe["run_dir"]], gpu, energy)])
+    return ["search", "capacity req/s", "measured at req/s", *_resource_headers(gpu, energy)], rows
 
 
 def _capacity_section(d: dict) -> dict:
@@ -648,6 +692,14 @@ def answer_sections(d: dict) -> list[dict]:
                     "table": (["model", "rate req/s", "P95 ms", "mean queue ms",
                                "mean compute ms", "queue share of P95", "mean batch"], at_knee),
                     "images": ["time_at_knee"]})
+    headers, at_knee_rows = _resources_at_knee(d)
+    if at_knee_rows:
+        out.append({"id": "resources", "title": "What the server used at the knee",
+                    "paragraphs": ["The probe each knee was measured at, from Triton's "
+                                   "metrics endpoint: utilisation, memory and, where the GPUs "
+                                   "count it, energy per inference at that capacity. GPU "
+                                   "columns appear only when the server reports GPUs."],
+                    "table": (headers, at_knee_rows)})
     invalid = a["invalid"]
     out.append({"id": "validity", "title": "What could not be trusted",
                 "paragraphs": (["Every run and probe was valid: the generator kept up, the "

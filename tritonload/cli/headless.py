@@ -24,6 +24,7 @@ from tritonload.cli.console import console
 from tritonload.core.config import Target
 from tritonload.core.errors import ERROR_PREFIX, UsageError, print_error
 from tritonload.core.options import tls_args
+from tritonload.triton.metrics import default_metrics_url
 
 # The scenarios ship inside the package (package data), wherever it is installed.
 LOCUSTFILES = Path(tritonload.locustfiles.__file__).resolve().parent
@@ -124,7 +125,14 @@ class LocustRun:
                 "-t", f"{math.ceil(self.duration_s)}s",  # Locust takes whole seconds
                 "--host", self.target.as_url(), "--run-dir", str(self.run_dir),
                 *(["--embedded-target"] if self.target.embedded else []),
-                *tls_args(self.target.tls), *self.processes.locust_args(), *self.options]
+                *tls_args(self.target.tls), *self._metrics_args(),
+                *self.processes.locust_args(), *self.options]
+
+    def _metrics_args(self) -> list[str]:
+        """A known metrics port (the embedded server's) is named; else the child derives it."""
+        if self.target.metrics_port is None or "--metrics-url" in self.options:
+            return []
+        return ["--metrics-url", default_metrics_url(self.target)]
 
     def execute(self, label: str = "load") -> int:
         """Run to the end, showing progress; Ctrl-C stops the child cleanly.

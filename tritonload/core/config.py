@@ -76,6 +76,8 @@ class Target:
     ``pinned`` is the protocol an explicit URL scheme fixed (``None`` when both may be used).
     ``ssl`` comes from an ``https://`` or ``grpcs://`` scheme; ``tls`` holds the client's
     own TLS files, if any (``--tls-ca``, ``--tls-client-cert``, ``--tls-client-key``).
+    ``metrics_port``: the Prometheus endpoint's port when it is known (an embedded server's);
+    ``None`` means Triton's layout (`tritonload.triton.metrics.default_metrics_url`).
     """
 
     host: str
@@ -87,6 +89,7 @@ class Target:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float = 30.0
     tls: TlsFiles | None = None
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "headers", _freeze(self.headers))

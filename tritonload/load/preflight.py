@@ -152,7 +152,7 @@ def _target(environment: Any, options: Any) -> tuple[Target, EmbeddedTriton | No
     log.warning("no --host: starting the embedded Triton server on 127.0.0.1:%d", base)
     server.start()
     return Target(host=server.host, http_port=base, grpc_port=base + 1, embedded=True,
-                  headers=headers, timeout_s=timeout), server
+                  headers=headers, timeout_s=timeout, metrics_port=base + 2), server
 
 
 def _check_access(target: Target, settings: dict[type, UserSettings]) -> None:

@@ -84,8 +84,12 @@ def fetch_exposition(url: str, timeout_s: float = FETCH_TIMEOUT_S) -> str:
 
 
 def default_metrics_url(target: Target) -> str:
-    """Triton's layout: metrics on the HTTP port + 2 (8002 beside 8000), or the gRPC port + 1."""
-    port = target.http_port + 2 if target.http_port is not None else target.grpc_port + 1
+    """The target's metrics endpoint: its known port, else Triton's layout.
+
+    Triton's layout: the HTTP port + 2 (8002 beside 8000), or the gRPC port + 1.
+    """
+    port = (target.metrics_port if target.metrics_port is not None
+            else target.http_port + 2 if target.http_port is not None else target.grpc_port + 1)
     host = f"[{target.host}]" if ":" in target.host else target.host
     return f"http://{host}:{port}/metrics"
 

@@ -46,6 +46,7 @@ def target_from_args(args: argparse.Namespace) -> Iterator[Target]:
         server.start()
     try:
         yield Target(host=server.host, http_port=server.ports.http, grpc_port=server.ports.grpc,
-                     embedded=True, headers=headers, timeout_s=args.timeout)
+                     embedded=True, headers=headers, timeout_s=args.timeout,
+                     metrics_port=server.ports.metrics)
     finally:
         server.stop()
