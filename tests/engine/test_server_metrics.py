@@ -9,6 +9,8 @@ statistics API, which counts the same requests.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -97,3 +99,31 @@ def test_an_unanswered_default_endpoint_is_skipped_with_one_line(caplog):
     (message,) = caplog.messages
     assert message.startswith(f"metrics endpoint http://127.0.0.1:{closed + 2}/metrics not "
                               "reachable") and "--metrics-url URL" in message
+
+
+def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tritonload.cli", *args], capture_output=True,
+                          text=True, timeout=180, cwd=cwd)
+
+
+def test_summary_latencies_are_read_per_model_and_quantile(tmp_path):
+    """`--metrics-config summary_latencies=true` on the embedded server `run` starts."""
+    http, grpc, metrics = free_ports(3, start=19820)
+    proc = _cli("run", "mixed_models", "--models", "recommender", "--mix", "recommender:1",
+                "-u", "2", "-t", "3s", "--http-port", str(http), "--grpc-port", str(grpc),
+                "--metrics-port", str(metrics), "--metrics-config", "summary_latencies=true",
+                "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    samples = pd.read_parquet(tmp_path / "run" / "server_metrics.parquet")
+    queue = samples[(samples["name"] == "nv_inference_queue_summary_us")
+                    & (samples["model"] == "recommender")]
+    assert set(queue["kind"]) == {"summary"}
+    assert {0.5, 0.9, 0.95, 0.99, 0.999} <= set(queue["quantile"])
+    last = queue[queue["t_ns"] == queue["t_ns"].max()]
+    assert (last["value"] > 0).all()  # µs of queueing, at every quantile
+    bad = _cli("run", "--metrics-config", "summary_latency=true", "-t", "3s", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "tritonload: error: --metrics-config summary_latency: unknown setting; known: "
+        "counter_latencies, summary_latencies, summary_quantiles, summary_max_age, "
+        "summary_age_buckets, histogram_latencies"]

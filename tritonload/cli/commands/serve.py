@@ -13,6 +13,9 @@ from tritonload.server import AuthRestriction, EmbeddedTriton, GrpcTls, Ports, d
 from tritonload.server.fleet import OVERRIDABLE, fleet_table, overrides_from_strings
 
 LOOPBACK = ("127.", "localhost", "::1")
+#: tritonserver's --metrics-config settings (those of the Triton nvidia-pytriton 0.7 ships).
+METRICS_SETTINGS = ("counter_latencies", "summary_latencies", "summary_quantiles",
+                    "summary_max_age", "summary_age_buckets", "histogram_latencies")
 
 
 def add_server_options(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +25,12 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
     group.add_argument("--metrics-port", type=int, default=8002,
                        help="Prometheus metrics port (default 8002)")
+    group.add_argument("--metrics-config", action="append", default=[],
+                       metavar="SETTING=VALUE",
+                       help="tritonserver --metrics-config, repeatable; e.g. "
+                       "summary_latencies=true adds per-model latency quantiles to the "
+                       "metrics (read into server_metrics.parquet). Settings: "
+                       + ", ".join(METRICS_SETTINGS))
     group.add_argument("--bind", default="127.0.0.1",
                        help="loopback address to listen on (default 127.0.0.1)")
     group.add_argument("--models", default=None, metavar="NAME[,NAME...]",
@@ -54,6 +63,7 @@ def server_from_args(args: argparse.Namespace) -> EmbeddedTriton:
             raise UsageError(f"unknown model {unknown[0]!r}; known: {', '.join(sorted(known))}")
         fleet = [m for m in fleet if m.name in wanted]
     return EmbeddedTriton(
+        metrics_config=_metrics_config(args),
         auth=_auth(args),
         grpc_tls=_grpc_tls(args),
         models=fleet,
@@ -62,6 +72,16 @@ def server_from_args(args: argparse.Namespace) -> EmbeddedTriton:
         ready_timeout_s=args.ready_timeout,
         log_file=args.server_log,
     )
+
+
+def _metrics_config(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--metrics-config`` items, checked: a known setting and a value."""
+    items = parse_pairs(getattr(args, "metrics_config", []), "--metrics-config", "SETTING=VALUE")
+    for name in items:
+        if name not in METRICS_SETTINGS:
+            raise UsageError(f"--metrics-config {name}: unknown setting; known: "
+                             f"{', '.join(METRICS_SETTINGS)}")
+    return tuple(f"{name}={value}" for name, value in items.items())
 
 
 def _auth(args: argparse.Namespace) -> AuthRestriction | None:
