@@ -14,6 +14,12 @@ change: the latency summaries of ``--metrics-config summary_latencies=true`` (pe
 quantiles of request, queue and compute time), the histograms of ``histogram_latencies=true``
 (in the Triton that nvidia-pytriton 0.7 ships, only decoupled models' first-response
 histogram), a new GPU counter.
+
+What it costs the load generator, which scrapes in its own process (benchmarks/
+metrics_scrape.py, the demo fleet of 10 models): 133 kept rows, 12.5 KB, 1.6 ms of CPU per
+fetch and parse, 0.16% of a core at one scrape a second; with ``summary_latencies=true``,
+483 rows and 5.5 ms (0.55%). The parse runs on the gevent loop, so an open loop's sends can
+leave up to that late once a second.
 """
 
 from __future__ import annotations
