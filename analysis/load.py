@@ -56,6 +56,8 @@ RUN_COLUMNS = ("run_id", "load_kind", "load_level")
 SERVER_STATS_COLUMNS = tuple(schema.SERVER_STATS.names)
 SERVER_BATCHES_COLUMNS = tuple(schema.SERVER_BATCHES.names)
 SERVER_METRICS_COLUMNS = tuple(schema.SERVER_METRICS.names)
+SERVER_STEPS_COLUMNS = tuple(schema.SERVER_STEPS.names)
+_STEPS_STRINGS = ("ensemble", "model")
 #: Its string columns, read as dictionaries (a handful of names repeated at every scrape).
 _METRICS_STRINGS = ("name", "kind", "model", "gpu")
 
@@ -76,6 +78,8 @@ class RunSet:
             ``load_level`` attached (categorical strings).
         server_stats: ``server_stats.parquet`` of every run, with ``run_id``.
         server_batches: ``server_batches.parquet`` of every run, with ``run_id``.
+        server_steps: ``server_steps.parquet`` (the steps of the ensembles in the mix) of
+            the runs that sent to an ensemble, with ``run_id``.
         server_metrics: ``server_metrics.parquet`` (Triton's metrics endpoint) of the runs
             that have one, with ``run_id``; run.json's ``server_metrics`` says why a run
             has none.
@@ -88,6 +92,8 @@ class RunSet:
     records: pd.DataFrame
     server_stats: pd.DataFrame
     server_batches: pd.DataFrame
+    server_steps: pd.DataFrame = field(
+        default_factory=lambda: _empty_frame(SERVER_STEPS_COLUMNS, _STEPS_STRINGS))
     server_metrics: pd.DataFrame = field(
         default_factory=lambda: _empty_frame(SERVER_METRICS_COLUMNS, _METRICS_STRINGS))
     warnings: list[str] = field(default_factory=list)
@@ -168,15 +174,22 @@ def _read_server_file(run_dir: Path, name: str, columns: Sequence[str], run_id: 
     return t.append_column("run_id", _constant_dictionary(run_id, t.num_rows))
 
 
-def _read_server_metrics(run_dir: Path, run_id: str) -> pa.Table | None:
-    """A run's metrics samples; None for a run without them (no warning: run.json says why)."""
-    path = run_dir / schema.SERVER_METRICS_FILE
+def _read_optional(run_dir: Path, name: str, columns: Sequence[str], strings: Sequence[str],
+                   run_id: str) -> pa.Table | None:
+    """A server table a run may lack (no ensemble, no metrics endpoint): None, no warning."""
+    path = run_dir / name
     if not path.is_file():
         return None
-    t = _read_parquet(path, SERVER_METRICS_COLUMNS, _METRICS_STRINGS)
-    for name in _METRICS_STRINGS:
-        t = _to_string_dictionary(t, name)
+    t = _read_parquet(path, columns, strings)
+    for column in strings:
+        t = _to_string_dictionary(t, column)
     return t.append_column("run_id", _constant_dictionary(run_id, t.num_rows))
+
+
+def _read_server_metrics(run_dir: Path, run_id: str) -> pa.Table | None:
+    """A run's metrics samples; None for a run without them (run.json says why)."""
+    return _read_optional(run_dir, schema.SERVER_METRICS_FILE, SERVER_METRICS_COLUMNS,
+                          _METRICS_STRINGS, run_id)
 
 
 def _empty_frame(columns: Sequence[str], strings: Sequence[str] = ("model",)) -> pd.DataFrame:
@@ -315,6 +328,7 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
     warnings = ensure_compatible(metas, paths, force=force)
 
     record_tables, stats_tables, batch_tables, metric_tables, rows = [], [], [], [], []
+    step_tables: list[pa.Table | None] = []
     for meta, path in zip(metas, paths, strict=True):
         rid = str(meta["run_id"])
         rec = _read_records(path, meta)
@@ -337,6 +351,8 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
                               warnings)
         )
         metric_tables.append(_read_server_metrics(path, rid))
+        step_tables.append(_read_optional(path, schema.SERVER_STEPS_FILE, SERVER_STEPS_COLUMNS,
+                                          _STEPS_STRINGS, rid))
         rows.append(
             {
                 "run_id": rid,
@@ -369,6 +385,7 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
         records=records,
         server_stats=_concat(stats_tables, SERVER_STATS_COLUMNS),
         server_batches=_concat(batch_tables, SERVER_BATCHES_COLUMNS),
+        server_steps=_concat(step_tables, SERVER_STEPS_COLUMNS, _STEPS_STRINGS),
         server_metrics=_concat(metric_tables, SERVER_METRICS_COLUMNS, _METRICS_STRINGS),
         warnings=warnings,
     )

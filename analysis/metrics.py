@@ -462,7 +462,7 @@ def _interval_in_window(frame: pd.DataFrame, windows: pd.DataFrame) -> np.ndarra
     return (mid >= ws) & (mid < we)
 
 
-def _select_intervals(frame: pd.DataFrame, windows: pd.DataFrame) -> tuple[pd.DataFrame, set]:
+def intervals_in_window(frame: pd.DataFrame, windows: pd.DataFrame) -> tuple[pd.DataFrame, set]:
     """Intervals whose midpoint is in the window; runs with none fall back to all intervals."""
     if frame.empty:
         return frame, set()
@@ -496,7 +496,7 @@ def server_metrics(
     cols = ["run_id", "model", "success_count", "fail_count", "inference_count",
             "execution_count", *[f"{p}_us" for p in _PHASES], "server_request_us",
             "mean_batch_size", "server_window"]
-    sel, fallback = _select_intervals(server_stats, windows)
+    sel, fallback = intervals_in_window(server_stats, windows)
     if sel.empty:
         return pd.DataFrame(columns=cols)
     sums = [c for c in sel.columns if c.endswith(("_count", "_ns")) and c not in
@@ -540,7 +540,7 @@ def batch_histogram(server_batches: pd.DataFrame, windows: pd.DataFrame) -> pd.D
     """
     cols = ["run_id", "model", "batch_size", "executions", "share", "inferences",
             "mean_compute_infer_us"]
-    sel, _ = _select_intervals(server_batches, windows)
+    sel, _ = intervals_in_window(server_batches, windows)
     if sel.empty:
         return pd.DataFrame(columns=cols)
     out = sel.groupby(["run_id", "model", "batch_size"], observed=True)[

@@ -9,7 +9,7 @@ import pandas as pd
 
 from tritonload.core.errors import UsageError
 
-from . import batching, capacity, compare, metrics, triton_metrics
+from . import batching, capacity, compare, ensembles, metrics, triton_metrics
 from . import outages as downtime
 from .load import RunSet
 
@@ -44,6 +44,8 @@ class Analysis:
         columns=downtime.OUTAGE_COLUMNS))
     timeline: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=downtime.TIMELINE_COLUMNS))
+    steps: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=ensembles.STEP_COLUMNS))
     resources: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=triton_metrics.RESOURCE_COLUMNS))
     pending: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
@@ -137,6 +139,7 @@ def analyze(
         outages=down,
         timeline=downtime.timeline(runset.records, runset.runs,
                                   sorted(set(down["run_id"].astype(str)))),
+        steps=ensembles.step_breakdown(runset.server_steps, runset.server_stats, windows),
         resources=triton_metrics.resource_table(runset.server_metrics, windows),
         pending=triton_metrics.pending_series(runset.server_metrics, runset.server_stats,
                                               runset.runs),

@@ -110,6 +110,7 @@ def report_data(analysis: Analysis) -> dict:
     data["capacity"]["probes"] = _records(a.probes)
     data["recommendations"] = _clean(a.recommendations)
     data["outages"] = _records(a.outages)
+    data["ensemble_steps"] = _records(a.steps)
     data["resources"] = _records(a.resources)
     data["pending"] = _records(a.pending)
     data["unread_metrics"] = dict(a.unread_metrics)
@@ -406,6 +407,8 @@ def _sections(d: dict) -> list[dict]:
                     fmt_ms(b["client_overhead_us"]), fmt_pct(b["overhead_share"]),
                     "shared" if b["server_shared"] else "own"] for b in d["time_breakdown"]]),
         "images": ["time_breakdown"]})
+    if d["ensemble_steps"]:
+        s.append(_steps_section(d, loads))
     s.append({"title": "Method", "paragraphs": [
         "Percentiles: numpy linear interpolation over every raw µs latency of the steady "
         "window (never Locust's rounded buckets). Intervals: 95% percentile bootstrap, "
@@ -414,6 +417,34 @@ def _sections(d: dict) -> list[dict]:
         "contains 1 (a difference whose interval contains 0) is labelled not significant "
         "and never called a win. See docs/capacity-planning.md."]})
     return s
+
+
+def _steps_section(d: dict, loads: dict[str, str]) -> dict:
+    """Where an ensemble's time goes, step by step (perf_analyzer's composing models)."""
+    rows = sorted(d["ensemble_steps"], key=lambda r: (r["run_id"], r["ensemble"], r["step"]))
+    lines = []
+    for r in rows:
+        if r["bottleneck"]:
+            lines.append(f"{r['ensemble']} at {loads.get(r['run_id'], '')}: the bottleneck is "
+                         f"step {r['step'] + 1}, {r['model']}, {fmt_ms(r['step_us'])} ms of "
+                         f"the steps' {fmt_ms(r['step_us'] / r['share'] if r['share'] else None)}"
+                         f" ms per request ({fmt_pct(r['share'])}).")
+    shared = sorted({r["model"] for r in rows if r["shared"]})
+    if shared:
+        lines.append(f"{', '.join(shared)} also served the mix directly: its step times "
+                     "include that traffic (contention included).")
+    return {"title": "Where the time goes: ensemble steps", "paragraphs": [
+        "Triton's statistics of each ensemble's steps (its composing models), mean per "
+        "request over the steady window, ms: the ensemble's own queue is its scheduler's "
+        "and its compute adds the steps' up, so only the steps show where requests wait.",
+        *lines],
+        "table": (["ensemble", "load", "step", "model", "requests", "queue", "compute input",
+                   "compute infer", "compute output", "step total", "share", "bottleneck"],
+                  [[r["ensemble"], loads.get(r["run_id"], ""), str(r["step"] + 1), r["model"],
+                    str(r["requests"]), fmt_ms(r["queue_us"]), fmt_ms(r["compute_input_us"]),
+                    fmt_ms(r["compute_infer_us"]), fmt_ms(r["compute_output_us"]),
+                    fmt_ms(r["step_us"]), fmt_pct(r["share"]),
+                    "← bottleneck" if r["bottleneck"] else ""] for r in rows])}
 
 
 def _has_gpu_and_energy(rows: list[dict]) -> tuple[bool, bool]:

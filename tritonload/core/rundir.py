@@ -156,6 +156,11 @@ def write_server_stats(run_dir: Path, stats: pa.Table | Sequence | Mapping,
     _write_table(Path(run_dir) / schema.SERVER_BATCHES_FILE, batches, schema.SERVER_BATCHES)
 
 
+def write_server_steps(run_dir: Path, steps: pa.Table | Sequence | Mapping) -> None:
+    """Write the ensembles' per-step statistics deltas."""
+    _write_table(Path(run_dir) / schema.SERVER_STEPS_FILE, steps, schema.SERVER_STEPS)
+
+
 def write_server_metrics(run_dir: Path, metrics: pa.Table | Sequence | Mapping) -> None:
     """Write the scraped Prometheus samples."""
     _write_table(Path(run_dir) / schema.SERVER_METRICS_FILE, metrics, schema.SERVER_METRICS)

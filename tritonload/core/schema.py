@@ -20,6 +20,7 @@ SERVER_STATS_FILE = "server_stats.parquet"
 SERVER_BATCHES_FILE = "server_batches.parquet"
 ARRIVALS_FILE = "arrivals.parquet"
 SERVER_METRICS_FILE = "server_metrics.parquet"
+SERVER_STEPS_FILE = "server_steps.parquet"
 #: A capacity search's summary, beside its probe run directories (`tritonload.core.knee`).
 SEARCH_JSON = "search.json"
 #: A bench's batching recommendations and their checks, in its capacity directory.
@@ -62,6 +63,14 @@ SERVER_STATS = pa.schema([
     ("execution_count", pa.int64()),
     *[(f"{phase}_ns", pa.int64()) for phase in PHASES],
     *[(f"{phase}_count", pa.int64()) for phase in PHASES],
+])
+
+#: Per-interval differences of the statistics of each step of each ensemble in the mix:
+#: ``model`` is the step's model, ``ensemble`` the ensemble, ``step`` its place (from 0).
+SERVER_STEPS = pa.schema([
+    ("ensemble", pa.string()),
+    ("step", pa.int64()),
+    *SERVER_STATS,
 ])
 
 #: Per-interval, per-model, per-batch-size execution differences.

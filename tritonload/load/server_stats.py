@@ -6,13 +6,16 @@ and writes ``server_stats.parquet`` and ``server_batches.parquet`` (docs/run-dir
 With a metrics URL it scrapes the Prometheus endpoint at the same instants, so that a
 ``server_metrics.parquet`` reading lines up with a statistics interval's end; those rows are
 kept raw (a counter's running total), kept per scrape as a small Arrow table: a 30-minute run
-at 1 s is 1,800 tables of about 20 rows, not 36,000 dicts.
+at 1 s is 1,800 tables of about 20 rows, not 36,000 dicts. The steps of an ensemble in the mix
+are polled in the same call and written apart (``server_steps.parquet``): their requests are
+the ensemble's requests again, so beside the mix's models they would be counted twice.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ import gevent
 import pyarrow as pa
 
 from tritonload.core.errors import TritonloadError
-from tritonload.core.rundir import write_server_metrics, write_server_stats
+from tritonload.core.rundir import write_server_metrics, write_server_stats, write_server_steps
 from tritonload.core.schema import PHASES, SERVER_METRICS
 from tritonload.triton.admin import TritonAdmin
 from tritonload.triton.metrics import fetch_exposition, parse_exposition
@@ -64,10 +67,14 @@ def delta(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, int]
 
 
 class ServerStatsSampler:
-    """Polls statistics for ``models`` (and ``metrics_url``) every ``interval_s``."""
+    """Polls statistics for ``models`` (and ``metrics_url``) every ``interval_s``.
+
+    ``steps``: ensemble → its step models, in order, for the ensembles among ``models``.
+    """
 
     def __init__(self, admin: TritonAdmin, models: list[str], run_dir: str | Path,
-                 interval_s: float = 1.0, metrics_url: str | None = None) -> None:
+                 interval_s: float = 1.0, metrics_url: str | None = None,
+                 steps: Mapping[str, list[str]] | None = None) -> None:
         if interval_s <= 0:
             raise TritonloadError("--stats-interval must be > 0")
         self.admin = admin
@@ -76,6 +83,8 @@ class ServerStatsSampler:
         self.interval_s = interval_s
         self.rows: list[dict[str, Any]] = []
         self.batch_rows: list[dict[str, Any]] = []
+        self.steps = {e: list(s) for e, s in (steps or {}).items() if e in self.models}
+        self.step_rows: list[dict[str, Any]] = []
         self._last: dict[str, dict[str, Any]] = {}
         self._last_ns = 0
         self._latest: dict[str, dict[str, Any]] = {}
@@ -85,7 +94,7 @@ class ServerStatsSampler:
         self._metrics_failing = False
 
     def _poll(self) -> dict[str, dict[str, Any]]:
-        wanted = set(self.models)
+        wanted = set(self.models) | {m for models in self.steps.values() for m in models}
         return {s["name"]: snapshot(s) for s in self.admin.statistics() if s["name"] in wanted}
 
     def sample(self) -> None:
@@ -96,16 +105,22 @@ class ServerStatsSampler:
         except TritonloadError as exc:
             log.warning("server statistics unavailable: %s", exc)
             return
-        for model, snap in current.items():
-            if model in self._last:
-                counters, batches = delta(self._last[model], snap)
+        changes = {model: delta(self._last[model], snap) for model, snap in current.items()
+                   if model in self._last}
+        for model, (counters, batches) in changes.items():
+            bounds = {"t_start_ns": self._last_ns, "t_end_ns": now, "model": model}
+            if model in self.models:
                 self._latest[model] = {"counters": counters, "batches": batches}
-                bounds = {"t_start_ns": self._last_ns, "t_end_ns": now, "model": model}
                 self.rows.append({**bounds, **counters})
                 self.batch_rows += [
                     {**bounds, "batch_size": size, "executions": n, "compute_infer_ns": ns}
                     for size, (n, ns) in sorted(batches.items())
                 ]
+        for ensemble, models in self.steps.items():
+            self.step_rows += [
+                {"ensemble": ensemble, "step": index, "t_start_ns": self._last_ns,
+                 "t_end_ns": now, "model": model, **changes[model][0]}
+                for index, model in enumerate(models) if model in changes]
         self._last, self._last_ns = current, now
         if self.metrics_url is not None:
             self._scrape(now)
@@ -150,5 +165,7 @@ class ServerStatsSampler:
     def write(self) -> None:
         """Write what has been sampled so far."""
         write_server_stats(self.run_dir, self.rows, self.batch_rows)
+        if self.steps:
+            write_server_steps(self.run_dir, self.step_rows)
         if self.metric_tables:
             write_server_metrics(self.run_dir, pa.concat_tables(self.metric_tables))

@@ -193,7 +193,10 @@ class LoadSession:
             histograms = self.collector.merged_histograms
         sampler = ServerStatsSampler(self.checks.admin, sorted(self.checks.context.payloads),
                                      run_dir, self.stats_interval_s,
-                                     metrics_url=self.checks.metrics["url"])
+                                     metrics_url=self.checks.metrics["url"],
+                                     steps={m: c["ensemble_steps"]
+                                            for m, c in self.checks.configs.items()
+                                            if c.get("ensemble_steps")})
         stability = StabilityRule(*self.stability_rule) if self.window_s > 0 else None
         started_ns = time.time_ns()
         windows = StabilityWindows(stability, self.warmup_s, self.window_s) if stability else None

@@ -2,7 +2,10 @@
 
 The fleet mirrors a multi-model production deployment (NLP + CV + recommender + a ranker with
 a huge output). Every batching model has a ``<name>_nobatch`` twin with the same tensors and
-no dynamic batching, so that one run can compare batching on vs off.
+no dynamic batching, so that one run can compare batching on vs off. ``image_pipeline`` is an
+ensemble, the shape production CV serving takes: ``preprocess`` (camera-layout UINT8 pixels
+to normalised FP32 planes, 150 KB in, 600 KB out) feeding ``image_classifier``, so that a
+run can attribute an ensemble's time to its steps.
 
 Cost model (see docs/ARCHITECTURE.md): one *execution* of a model (one batch) sleeps
 ``cost_base_us + cost_per_item_us * batch_size``. Sleeping releases the CPU the way a GPU
@@ -39,8 +42,24 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One step of an ensemble: a model, and its tensors mapped to the ensemble's.
+
+    ``inputs`` and ``outputs`` are ``(model's tensor, ensemble's tensor)`` pairs.
+    """
+
+    model: str
+    inputs: tuple[tuple[str, str], ...]
+    outputs: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """A demo model: its tensors, batching settings and simulated accelerator cost."""
+    """A demo model: its tensors, batching settings and simulated accelerator cost.
+
+    With ``steps``, an ensemble (Triton's ``platform: "ensemble"``): no code, no cost of its
+    own; its steps' models do the work.
+    """
 
     name: str
     function: str  # which deterministic function model.py computes
@@ -53,6 +72,12 @@ class ModelSpec:
     instances: int = 1
     cost_base_us: int = 1000
     cost_per_item_us: int = 0
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def is_ensemble(self) -> bool:
+        """Whether Triton runs this model as an ensemble of ``steps``."""
+        return bool(self.steps)
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 0:
@@ -143,6 +168,33 @@ BASE_FLEET: tuple[ModelSpec, ...] = (
     ),
 )
 
+#: An ensemble and the model only it uses; no _nobatch twins (the steps batch on their own).
+PIPELINE_FLEET: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name="preprocess",
+        function="preprocess",
+        inputs=(_t("raw_images", "UINT8", 224, 224, 3),),
+        outputs=(_t("images", "FP32", 3, 224, 224),),
+        max_batch_size=64,
+        max_queue_delay_us=1000,
+        instances=1,
+        cost_base_us=1000,
+        cost_per_item_us=300,
+    ),
+    ModelSpec(
+        name="image_pipeline",
+        function="ensemble",
+        inputs=(_t("raw_images", "UINT8", 224, 224, 3),),
+        outputs=(_t("predictions", "FP32", 1000),),
+        max_batch_size=64,
+        dynamic_batching=False,
+        cost_base_us=0,
+        steps=(Step("preprocess", (("raw_images", "raw_images"),), (("images", "planes"),)),
+               Step("image_classifier", (("images", "planes"),),
+                    (("predictions", "predictions"),))),
+    ),
+)
+
 # Fields a user may override per model, with the parser for each (see `apply_overrides`).
 OVERRIDABLE: dict[str, type] = {
     "max_queue_delay_us": int,
@@ -168,6 +220,8 @@ def demo_fleet(overrides: dict[str, dict[str, object]] | None = None) -> list[Mo
         twin = spec.nobatch_twin()
         twin = _replace(twin, overrides.pop(twin.name, {}))
         fleet += [spec, twin]
+    for base in PIPELINE_FLEET:
+        fleet.append(_replace(base, overrides.pop(base.name, {})))
     if overrides:
         known = ", ".join(m.name for m in fleet)
         raise UsageError(f"unknown model {sorted(overrides)[0]!r}; known models: {known}")
@@ -180,6 +234,9 @@ def _replace(spec: ModelSpec, changes: dict[str, object]) -> ModelSpec:
             raise UsageError(
                 f"{spec.name}: cannot override {key!r}; overridable: {', '.join(OVERRIDABLE)}"
             )
+    if spec.is_ensemble and changes:
+        raise UsageError(f"{spec.name}: an ensemble has no settings of its own; set its "
+                         f"steps' ({', '.join(s.model for s in spec.steps)})")
     if not spec.dynamic_batching and {"max_queue_delay_us", "preferred_batch_sizes"} & set(changes):
         raise UsageError(f"{spec.name}: has no dynamic batching to configure")
     return dataclasses.replace(spec, **changes)
@@ -212,6 +269,24 @@ def overrides_from_strings(items: list[str]) -> dict[str, dict[str, object]]:
     return grouped
 
 
+def with_steps(chosen: list[ModelSpec], fleet: list[ModelSpec]) -> list[ModelSpec]:
+    """``chosen``, plus the models its ensembles' steps need (in fleet order)."""
+    needed = {m.name for m in chosen} | {s.model for m in chosen for s in m.steps}
+    return [m for m in fleet if m.name in needed]
+
+
+def _ensemble_config(spec: ModelSpec, tensors) -> str:
+    def pairs(kind: str, mapping: tuple[tuple[str, str], ...]) -> str:
+        return " ".join(f'{kind} {{ key: "{k}" value: "{v}" }}' for k, v in mapping)
+
+    steps = ",\n".join(
+        f'    {{ model_name: "{s.model}" model_version: -1 {pairs("input_map", s.inputs)} '
+        f'{pairs("output_map", s.outputs)} }}' for s in spec.steps)
+    return (f'name: "{spec.name}"\nplatform: "ensemble"\nmax_batch_size: {spec.max_batch_size}\n'
+            + tensors("input", spec.inputs) + tensors("output", spec.outputs)
+            + f"ensemble_scheduling {{\n  step [\n{steps}\n  ]\n}}\n")
+
+
 def render_config(spec: ModelSpec) -> str:
     """The model's ``config.pbtxt`` in Triton's text protobuf format."""
 
@@ -223,6 +298,8 @@ def render_config(spec: ModelSpec) -> str:
         ]
         return f"{kind} [\n" + ",\n".join(rows) + "\n]\n"
 
+    if spec.is_ensemble:
+        return _ensemble_config(spec, tensors)
     text = (
         f'name: "{spec.name}"\nbackend: "python"\nmax_batch_size: {spec.max_batch_size}\n'
         + tensors("input", spec.inputs)
@@ -259,12 +336,14 @@ def fleet_table(fleet: list[ModelSpec]) -> list[dict[str, str]]:
             "outputs": ", ".join(f"{t.name} {t.datatype}{list(t.dims)}" for t in m.outputs),
             "max_batch": str(m.max_batch_size),
             "batching": (
-                f"delay {m.max_queue_delay_us}µs pref {list(m.preferred_batch_sizes) or '-'}"
+                "ensemble: " + " → ".join(s.model for s in m.steps) if m.is_ensemble
+                else f"delay {m.max_queue_delay_us}µs pref {list(m.preferred_batch_sizes) or '-'}"
                 if m.dynamic_batching
                 else "off"
             ),
-            "instances": str(m.instances),
-            "cost": f"{m.cost_base_us}+{m.cost_per_item_us}×b µs",
+            "instances": "-" if m.is_ensemble else str(m.instances),
+            "cost": ("its steps'" if m.is_ensemble
+                     else f"{m.cost_base_us}+{m.cost_per_item_us}×b µs"),
         }
         for m in fleet
     ]

@@ -280,6 +280,8 @@ class EmbeddedTriton:
             version_dir = repo / spec.name / "1"
             version_dir.mkdir(parents=True)
             (repo / spec.name / "config.pbtxt").write_text(render_config(spec))
+            if spec.is_ensemble:  # Triton runs it from the config alone
+                continue
             for name in ("model.py", "demo_functions.py"):
                 shutil.copy2(MODEL_CODE / name, version_dir / name)
         return repo

@@ -120,7 +120,7 @@ class TritonAdmin:
 
 def config_snapshot(config: dict[str, Any]) -> dict[str, Any]:
     """The parts of a model config that explain its performance, for run.json."""
-    return {
+    snapshot = {
         "max_batch_size": int(config.get("max_batch_size", 0)),
         "dynamic_batching": config.get("dynamic_batching") or None,
         "instance_group": [
@@ -128,3 +128,13 @@ def config_snapshot(config: dict[str, Any]) -> dict[str, Any]:
             for g in config.get("instance_group", [])
         ],
     }
+    steps = ensemble_steps(config)
+    if steps:
+        snapshot["ensemble_steps"] = steps
+    return snapshot
+
+
+def ensemble_steps(config: dict[str, Any]) -> list[str]:
+    """An ensemble's step models, in order (``[]`` for a model that is not an ensemble)."""
+    scheduling = config.get("ensemble_scheduling") or {}
+    return [str(step["model_name"]) for step in scheduling.get("step", [])]

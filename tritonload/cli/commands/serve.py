@@ -10,7 +10,12 @@ from tritonload.cli.signals import sigterm_raises_interrupt
 from tritonload.core.config import parse_pairs
 from tritonload.core.errors import ServerError, UsageError
 from tritonload.server import AuthRestriction, EmbeddedTriton, GrpcTls, Ports, demo_fleet
-from tritonload.server.fleet import OVERRIDABLE, fleet_table, overrides_from_strings
+from tritonload.server.fleet import (
+    OVERRIDABLE,
+    fleet_table,
+    overrides_from_strings,
+    with_steps,
+)
 
 LOOPBACK = ("127.", "localhost", "::1")
 #: tritonserver's --metrics-config settings (those of the Triton nvidia-pytriton 0.7 ships).
@@ -61,7 +66,7 @@ def server_from_args(args: argparse.Namespace) -> EmbeddedTriton:
         unknown = [m for m in wanted if m not in known]
         if unknown:
             raise UsageError(f"unknown model {unknown[0]!r}; known: {', '.join(sorted(known))}")
-        fleet = [m for m in fleet if m.name in wanted]
+        fleet = with_steps([m for m in fleet if m.name in wanted], fleet)
     return EmbeddedTriton(
         metrics_config=_metrics_config(args),
         auth=_auth(args),

@@ -21,6 +21,12 @@ def image_classifier(inputs):
     return {"predictions": images.reshape(images.shape[0], -1)[:, :1000] * np.float32(2)}
 
 
+def preprocess(inputs):
+    # Camera layout (height, width, channel) bytes to the classifier's normalised planes.
+    raw = inputs["raw_images"]
+    return {"images": raw.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)}
+
+
 def recommender(inputs):
     score = (inputs["user_features"] * inputs["item_features"]).sum(axis=1, keepdims=True)
     return {"score": score.astype(np.float32)}
@@ -41,6 +47,7 @@ FUNCTIONS = {
     "text_classifier": text_classifier,
     "image_classifier": image_classifier,
     "recommender": recommender,
+    "preprocess": preprocess,
     "wide_ranker": lambda inputs: _ranker(inputs, WIDE_RANKER_ROWS),
     "narrow_ranker": lambda inputs: _ranker(inputs, None),
 }
