@@ -431,8 +431,9 @@ def _steps_section(d: dict, loads: dict[str, str]) -> dict:
                          f" ms per request ({fmt_pct(r['share'])}).")
     shared = sorted({r["model"] for r in rows if r["shared"]})
     if shared:
-        lines.append(f"{', '.join(shared)} also served the mix directly: its step times "
-                     "include that traffic (contention included).")
+        lines.append(f"{', '.join(shared)} also served the mix directly: Triton counts a "
+                     "model's requests together, so its step times include that traffic "
+                     "(contention included), and its own rows above include the ensemble's.")
     return {"title": "Where the time goes: ensemble steps", "paragraphs": [
         "Triton's statistics of each ensemble's steps (its composing models), mean per "
         "request over the steady window, ms: the ensemble's own queue is its scheduler's "

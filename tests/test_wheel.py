@@ -47,7 +47,8 @@ SOURCES = {"tritonload": "tritonload", "analysis": "tritonload/analysis",
            "locustfiles": "tritonload/locustfiles"}
 NOT_SOURCES = (".venv", "venv", ".git", "build", "dist", "*.egg-info", "runs", "reports",
                "__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache")
-MIX_MODELS = {"text_classifier", "image_classifier", "image_pipeline", "recommender"}  # locustfiles/mixed_models.py
+# locustfiles/mixed_models.py
+MIX_MODELS = {"text_classifier", "image_classifier", "image_pipeline", "recommender"}
 COMMAND_TIMEOUT_S = 240  # bound only; both commands take ~10-20 s on an idle 2-core machine
 
 # Run in the new venv from the empty directory: where everything resolves, as JSON.

@@ -5,10 +5,12 @@ import pytest
 from tritonload.core.errors import UsageError
 from tritonload.server.fleet import (
     BASE_FLEET,
+    PIPELINE_FLEET,
     demo_fleet,
     overrides_from_strings,
     parse_override,
     render_config,
+    with_steps,
 )
 
 
@@ -16,7 +18,23 @@ def test_every_batching_model_has_a_nobatch_twin():
     names = [m.name for m in demo_fleet()]
     for base in BASE_FLEET:
         assert base.name in names and base.name + "_nobatch" in names
-    assert len(names) == 2 * len(BASE_FLEET)
+    assert len(names) == 2 * len(BASE_FLEET) + len(PIPELINE_FLEET)
+
+
+def test_the_ensemble_renders_as_triton_ensemble_scheduling():
+    fleet = demo_fleet()
+    pipeline = next(m for m in fleet if m.name == "image_pipeline")
+    config = render_config(pipeline)
+    assert 'platform: "ensemble"' in config and "backend" not in config
+    assert ('{ model_name: "preprocess" model_version: -1 input_map { key: "raw_images" value: '
+            '"raw_images" } output_map { key: "images" value: "planes" } }') in config
+    assert ('{ model_name: "image_classifier" model_version: -1 input_map { key: "images" '
+            'value: "planes" } output_map { key: "predictions" value: "predictions" } }') in config
+    # Serving the ensemble alone brings its steps along.
+    assert [m.name for m in with_steps([pipeline], fleet)] == [
+        "image_classifier", "preprocess", "image_pipeline"]
+    with pytest.raises(UsageError, match="an ensemble has no settings of its own"):
+        demo_fleet({"image_pipeline": {"instances": 2}})
 
 
 def test_rendered_config_follows_triton_conventions():

@@ -27,11 +27,28 @@ def admin(target):
         yield client
 
 
+def expected_outputs(name: str, inputs: dict) -> dict:
+    """What the model computes; an ensemble, its steps' functions in turn over its tensors."""
+    spec = FLEET[name]
+    if not spec.is_ensemble:
+        return FUNCTIONS[spec.function](inputs)
+    tensors = dict(inputs)
+    for step in spec.steps:
+        answer = FUNCTIONS[FLEET[step.model].function](
+            {own: tensors[outer] for own, outer in step.inputs})
+        tensors.update({outer: answer[own] for own, outer in step.outputs})
+    return {t.name: tensors[t.name] for t in spec.outputs}
+
+
 @pytest.mark.parametrize("name", sorted(FLEET))
 def test_served_config_matches_spec(admin, name):
     spec = FLEET[name]
     config = admin.config(name)
     assert config["max_batch_size"] == spec.max_batch_size
+    if spec.is_ensemble:
+        steps = config["ensemble_scheduling"]["step"]
+        assert [s["model_name"] for s in steps] == [s.model for s in spec.steps]
+        return
     assert sum(int(g["count"]) for g in config["instance_group"]) == spec.instances
     batching = config.get("dynamic_batching")
     if spec.dynamic_batching:
@@ -67,7 +84,7 @@ def test_outputs_match_the_deterministic_function(admin, target, name, protocol)
     try:
         for entry in payload.entries:
             result = client.infer(name, build_inputs(module, entry))
-            expected = FUNCTIONS[FLEET[name].function](dict(entry))
+            expected = expected_outputs(name, dict(entry))
             for output, want in expected.items():
                 np.testing.assert_allclose(result.as_numpy(output), want, rtol=1e-5)
     finally:
