@@ -92,12 +92,12 @@ def test_the_triton_tab_shows_the_masters_merged_numbers_with_processes(tmp_path
         assert _call(ui + "/swarm", form) == 200
         deadline = time.monotonic() + 30
         rows: list = []
-        while time.monotonic() < deadline and len(rows) < 6:
+        while time.monotonic() < deadline and len(rows) < 8:
             time.sleep(1)
             with urllib.request.urlopen(ui + "/stats/requests", timeout=10) as response:
                 tabs = {t["key"]: t["data"] for t in json.load(response)["extended_stats"]}
             rows = [r for r in tabs["triton"] if r["p95_ms"] != ""]
-        assert len(rows) == 6 and {r["mode"] for r in rows} == {"open"}
+        assert len(rows) == 8 and {r["mode"] for r in rows} == {"open"}
         facts = {r["item"]: r["value"] for r in tabs["triton-run"]}
         assert facts["workers"] == 2 and facts["open loop"].startswith("100 req/s in total")
         time.sleep(3)

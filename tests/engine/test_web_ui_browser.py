@@ -95,10 +95,10 @@ def test_triton_tab_from_start_form_to_report(web_ui):
         rows: list[dict[str, str]] = []
         while time.monotonic() < deadline:
             rows = [r for r in _table(page) if re.fullmatch(r"\d+(\.\d+)?", r.get("P95 (ms)", ""))]
-            if len(rows) == 6 and all(r["Queue (ms)"] for r in rows):
+            if len(rows) == 8 and all(r["Queue (ms)"] for r in rows):
                 break
             page.wait_for_timeout(500)
-        assert len(rows) == 6, rows  # 3 models × 2 protocols
+        assert len(rows) == 8, rows  # the 4 models of mixed_models.py × 2 protocols
         time.sleep(4.5)  # two more refreshes: a steadier P95 to compare
         read_ns = time.time_ns()
         rows = {(r["Model"], r["Protocol"]): r for r in _table(page)}
