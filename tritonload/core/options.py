@@ -33,6 +33,13 @@ def add_user_options(group: Any) -> None:
                        "kind output_mismatch")
     group.add_argument("--shape", action="append", default=[], metavar="MODEL.INPUT=DIMS",
                        help="dims of a variable input for generated payloads; repeatable")
+    group.add_argument("--shared-memory", choices=("none", "system", "cuda"), default=None,
+                       help="system: inputs written once into shared-memory regions registered "
+                       "with the server, and requests only name them (a server on this "
+                       "machine: a loopback target); cuda: the same on a GPU; default none")
+    group.add_argument("--output-shared-memory-size", type=positive_int, default=None,
+                       metavar="BYTES", help="with --shared-memory: answers written to "
+                       "shared memory, BYTES per output (at least the largest output)")
 
 
 def add_metrics_option(group: Any) -> None:
@@ -81,5 +88,16 @@ def positive_number(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """Argparse type: a whole number > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value

@@ -112,5 +112,6 @@ RUN_JSON_OPTIONAL = (
     "tool_versions", "scenario", "protocols", "max_in_flight", "users", "user_classes", "mix",
     "achieved_mix", "stability", "started_at", "ended_at", "request_count", "error_counts",
     "arrivals", "models", "payloads", "server_stats_interval_s", "gevent_threadpool_size",
-    "client_cpu", "workers", "outages", "validated", "server_metrics", "extra",
+    "client_cpu", "workers", "outages", "validated", "server_metrics", "shared_memory",
+    "extra",
 )

@@ -9,6 +9,9 @@ Locust messages are msgpack, which carries dicts, lists, strings and bytes but n
 arrays or Python classes, so each part goes over as plain data: a tensor as its dtype, shape
 and raw bytes (BYTES tensors item by item), a user class by its name. No pickle: a worker
 does not run code it is sent.
+
+Under ``--shared-memory``, a payload's placements go over as region names, offsets and sizes:
+the master made and registered the regions, and a worker's requests only name them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from tritonload.core.mix import ModelMix
 from tritonload.load.arrivals import ArrivalLedger
 from tritonload.load.context import RunContext, UserSettings
 from tritonload.triton.payloads import Payload
+from tritonload.triton.shm import EntryPlacement, Placement
 
 #: A worker's users draw from ``seed + worker_index * SEED_STRIDE + user id``, so no two
 #: workers replay the same mix draws or open-loop arrival gaps (the workers would otherwise
@@ -53,6 +57,15 @@ def _settings(settings: UserSettings) -> dict[str, Any]:
             "headers": dict(settings.headers), "error_backoff_s": settings.error_backoff_s}
 
 
+def _places(placements: Mapping[str, Placement]) -> dict[str, list]:
+    return {name: [p.region, p.offset, p.byte_size] for name, p in placements.items()}
+
+
+def _placements(data: Mapping[str, list]) -> dict[str, Placement]:
+    return {name: Placement(str(region), int(offset), int(size))
+            for name, (region, offset, size) in data.items()}
+
+
 def context_message(context: RunContext, rate_users: int) -> dict[str, Any]:
     """What the master sends: the context, and the run's total users (the rate's divisor)."""
     target = {f.name: getattr(context.target, f.name) for f in dataclasses.fields(Target)}
@@ -65,7 +78,10 @@ def context_message(context: RunContext, rate_users: int) -> dict[str, Any]:
                              "outputs": list(p.outputs), "source": p.source,
                              "validation": None if p.validation is None else [
                                  {name: _tensor(a) for name, a in item.items()}
-                                 for item in p.validation]}
+                                 for item in p.validation],
+                             "shared": None if p.shared is None else [
+                                 {"inputs": _places(e.inputs), "outputs": _places(e.outputs)}
+                                 for e in p.shared]}
                      for model, p in context.payloads.items()},
         "settings": {cls.__name__: _settings(s) for cls, s in context.settings.items()},
         "seed": context.seed,
@@ -94,7 +110,10 @@ def context_from_message(data: Mapping[str, Any], user_classes: Sequence[type],
                        tuple(p["outputs"]), p["source"],
                        validation=None if p.get("validation") is None else tuple(
                            {name: _array(t) for name, t in item.items()}
-                           for item in p["validation"]))
+                           for item in p["validation"]),
+                       shared=None if p.get("shared") is None else tuple(
+                           EntryPlacement(_placements(e["inputs"]), _placements(e["outputs"]))
+                           for e in p["shared"]))
         for model, p in data["payloads"].items()}
     target = dict(data["target"])
     target["tls"] = TlsFiles(**target["tls"]) if target.get("tls") else None

@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tritonload.core.config import Target, TlsFiles, parse_pairs
 from tritonload.core.errors import UsageError
 from tritonload.core.mix import ModelMix
@@ -31,6 +33,7 @@ from tritonload.triton.payloads import (
     load_payload_file,
     parse_shape_override,
 )
+from tritonload.triton.shm import SharedRegions, is_local, regions_for
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +49,20 @@ class Preflight:
     #: run.json's ``server_metrics``: the metrics endpoint read (``url``, None when not
     #: read) and, when it is not, why (``note``).
     metrics: dict = dataclasses.field(default_factory=lambda: {"url": None, "note": ""})
+    #: ``--shared-memory``: the regions the payloads are in (None for ``none``).
+    regions: SharedRegions | None = None
+
+    def shared_memory(self) -> dict | None:
+        """run.json's ``shared_memory``: the kind, the output size and the regions made."""
+        if self.regions is None:
+            return None
+        return {"kind": self.regions.kind, "output_size": self.regions.output_size,
+                "regions": self.regions.count}
 
     def close(self) -> None:
-        """Release the control-plane connection and stop the embedded server, if any."""
+        """Release the shared memory and the control-plane connection; stop the embedded server."""
+        if self.regions is not None:
+            self.regions.release()
         self.admin.close()
         if self.server is not None:
             self.server.stop()
@@ -64,13 +78,17 @@ def preflight(environment: Any) -> Preflight:
         settings = {cls: user_settings(cls, options) for cls in classes}
         models = sorted({m for s in settings.values() for m in s.mix.models})
         admin = TritonAdmin(target)
+        regions = None
         try:
+            regions = _shared_memory(target, admin, options)  # refused before any request
             admin.server_live()
-            payloads, configs = _payloads(admin, models, options)
+            payloads, configs = _payloads(admin, models, options, regions)
             settings, replay = _with_replay(environment, settings, payloads)
             _check_access(target, settings)
             metrics = metrics_source(target, option(options, "metrics_url", None))
         except BaseException:
+            if regions is not None:
+                regions.release()
             admin.close()
             raise
     except BaseException:
@@ -79,7 +97,7 @@ def preflight(environment: Any) -> Preflight:
         raise
     seed = int(option(options, "seed", 0))
     context = RunContext(target, payloads, settings, seed, ArrivalLedger(), replay=replay)
-    return Preflight(context, configs, admin, server, metrics)
+    return Preflight(context, configs, admin, server, metrics, regions)
 
 
 def refresh(checks: Preflight, environment: Any) -> RunContext:
@@ -95,7 +113,7 @@ def refresh(checks: Preflight, environment: Any) -> RunContext:
     models = sorted({m for s in settings.values() for m in s.mix.models} - set(context.payloads))
     payloads = dict(context.payloads)
     if models:
-        new_payloads, configs = _payloads(checks.admin, models, options)
+        new_payloads, configs = _payloads(checks.admin, models, options, checks.regions)
         payloads.update(new_payloads)
         checks.configs.update(configs)
     settings, replay = _with_replay(environment, settings, payloads)
@@ -202,9 +220,54 @@ def user_settings(cls: type, options: Any) -> UserSettings:
     return settings if mode == "open" else dataclasses.replace(settings, rate=None)
 
 
-def _payloads(admin: TritonAdmin, models: list[str], options: Any
+def _shared_memory(target: Target, admin: TritonAdmin, options: Any) -> SharedRegions | None:
+    """``--shared-memory``'s regions (none made yet), after the checks that refuse it."""
+    kind = option(options, "shared_memory", None) or "none"
+    output_size = option(options, "output_shared_memory_size", None)
+    if kind == "none":
+        if output_size:
+            raise UsageError("--output-shared-memory-size needs --shared-memory system (or cuda)")
+        return None
+    if not is_local(target.host):
+        raise UsageError(f"--shared-memory {kind}: the server must be on this machine, and "
+                         f"{target.host!r} is not a loopback address")
+    if output_size and option(options, "validate", False):
+        raise UsageError("--validate reads each answer's outputs, which "
+                         "--output-shared-memory-size moves out of the answer: drop one")
+    return regions_for(kind, admin, output_size)
+
+
+def _placed(payload: Payload, info: ModelInfo, regions: SharedRegions | None) -> Payload:
+    """The payload with its tensors in shared memory, when ``--shared-memory`` asks for it."""
+    if regions is None:
+        return payload
+    if regions.output_size:
+        _check_output_size(payload, info, regions.output_size)
+    placed = regions.place(list(payload.entries), list(payload.outputs))
+    return dataclasses.replace(payload, shared=tuple(placed))
+
+
+def _check_output_size(payload: Payload, info: ModelInfo, output_size: int) -> None:
+    """Refuse an output region smaller than an output whose size the metadata fixes."""
+    batch = 1
+    if info.max_batch_size > 0:
+        batch = max(next(iter(entry.values())).shape[0] for entry in payload.entries)
+    for tensor in info.output_tensors:
+        if tensor.datatype == "BYTES" or any(d < 0 for d in tensor.shape):
+            continue  # its size is known only from the answer
+        needed = batch * int(np.prod(tensor.shape)) * tensor.numpy_dtype.itemsize
+        if needed > output_size:
+            raise UsageError(f"--output-shared-memory-size {output_size}: {info.name}'s output "
+                             f"{tensor.name!r} needs {needed} bytes at batch {batch}")
+
+
+def _payloads(admin: TritonAdmin, models: list[str], options: Any,
+              regions: SharedRegions | None = None
               ) -> tuple[dict[str, Payload], dict[str, dict]]:
-    """A payload per model (a --payload file, or generated), validated against the server."""
+    """A payload per model (a --payload file, or generated), validated against the server.
+
+    Under ``--shared-memory``, each payload's tensors are then written into its regions.
+    """
     files = parse_pairs(option(options, "payload", []), "--payload", "MODEL=FILE")
     unknown = set(files) - set(models)
     if unknown:
@@ -225,6 +288,7 @@ def _payloads(admin: TritonAdmin, models: list[str], options: Any
         else:
             payloads[model] = generate_payload(info, shapes.get(model),
                                                fill=option(options, "fill", "random"), seed=seed)
+        payloads[model] = _placed(payloads[model], info, regions)
     log.info("payloads validated for %s", ", ".join(models))
     return _outputs_to_check(payloads, bool(option(options, "validate", False))), configs
 

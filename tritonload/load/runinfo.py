@@ -33,7 +33,8 @@ def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
                  client_cpu: ClientCpu | None = None,
                  workers: Mapping[str, dict] | None = None,
                  outages: list[dict] | None = None,
-                 server_metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 server_metrics: Mapping[str, Any] | None = None,
+                 shared_memory: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The run.json document (without the format stamp `rundir.write_run_json` adds).
 
     ``client_cpu``: the live ticker's samples of this process's CPU time, from which
@@ -41,6 +42,7 @@ def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
     a Locust master, each worker's host, users, records, CPU samples and whether it was lost.
     ``outages``: the intervals `tritonload.load.outages.OutageWatch` saw.
     ``server_metrics``: the metrics endpoint scraped (``url``), or why none was (``note``).
+    ``shared_memory``: under ``--shared-memory``, its kind, output size and regions made.
     """
     target = context.target
     settings = list(context.settings.values())
@@ -79,6 +81,7 @@ def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
         "workers": dict(workers) if workers is not None else None,
         "outages": outages,
         "server_metrics": dict(server_metrics) if server_metrics is not None else None,
+        "shared_memory": dict(shared_memory) if shared_memory is not None else None,
         "validated": sorted(m for m, p in context.payloads.items() if p.validation),
         "extra": {"tags": dict(tags), "slos": [s.describe() for s in slos]},
     }

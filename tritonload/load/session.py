@@ -266,4 +266,5 @@ class LoadSession:
             stats_interval_s=self.stats_interval_s, tags=self.tags, slos=self.slos,
             client_cpu=test.ticker.cpu,
             workers=self.collector.document() if self.collector is not None else None,
-            outages=test.ticker.outages.document(ended_ns), server_metrics=self.checks.metrics))
+            outages=test.ticker.outages.document(ended_ns), server_metrics=self.checks.metrics,
+            shared_memory=self.checks.shared_memory()))

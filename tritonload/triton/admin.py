@@ -117,6 +117,35 @@ class TritonAdmin:
                            model=model or None)
         return stats.get("model_stats", [])
 
+    def register_system_shared_memory(self, name: str, key: str, byte_size: int) -> None:
+        """Register a POSIX shared-memory region (``key`` is its /dev/shm name) as ``name``."""
+        self._call("shared-memory registration", self._client.register_system_shared_memory,
+                   name, key, byte_size, as_json=False)
+
+    def unregister_system_shared_memory(self, name: str) -> None:
+        """Unregister one system shared-memory region."""
+        self._call("shared-memory unregistration",
+                   self._client.unregister_system_shared_memory, name, as_json=False)
+
+    def system_shared_memory(self) -> list[str]:
+        """Names of the system shared-memory regions registered on the server."""
+        status = self._call("shared-memory status",
+                            self._client.get_system_shared_memory_status)
+        if isinstance(status, dict):  # gRPC: {"regions": {name: {...}}}
+            return sorted(status.get("regions", {}))
+        return sorted(region["name"] for region in status)
+
+    def register_cuda_shared_memory(self, name: str, raw_handle: bytes, device: int,
+                                    byte_size: int) -> None:  # pragma: no cover (needs a GPU)
+        """Register a CUDA shared-memory region by its IPC handle."""
+        self._call("CUDA shared-memory registration", self._client.register_cuda_shared_memory,
+                   name, raw_handle, device, byte_size, as_json=False)
+
+    def unregister_cuda_shared_memory(self, name: str) -> None:  # pragma: no cover
+        """Unregister one CUDA shared-memory region."""
+        self._call("CUDA shared-memory unregistration",
+                   self._client.unregister_cuda_shared_memory, name, as_json=False)
+
 
 def config_snapshot(config: dict[str, Any]) -> dict[str, Any]:
     """The parts of a model config that explain its performance, for run.json."""

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tritonload.core.config import Target
+from tritonload.triton.shm import EntryPlacement
 
 _grpc_gevent = False
 
@@ -129,14 +130,21 @@ def tls_failure(target: Target, where: str, detail: str) -> str:
             "--tls-client-key if the server wants a client certificate)")
 
 
-def build_inputs(module: Any, entry: Mapping[str, np.ndarray]) -> list[Any]:
-    """Tritonclient InferInput objects holding one payload entry as binary tensors."""
+def build_inputs(module: Any, entry: Mapping[str, np.ndarray],
+                 placed: EntryPlacement | None = None) -> list[Any]:
+    """Tritonclient InferInput objects holding one payload entry as binary tensors.
+
+    With ``placed`` (``--shared-memory``), each input names its region instead.
+    """
     from tritonclient.utils import np_to_triton_dtype
 
     inputs = []
     for name, array in entry.items():
         tensor = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-        if module.__name__.endswith("http"):
+        if placed is not None:
+            where = placed.inputs[name]
+            tensor.set_shared_memory(where.region, where.byte_size, where.offset)
+        elif module.__name__.endswith("http"):
             tensor.set_data_from_numpy(array, binary_data=True)
         else:
             tensor.set_data_from_numpy(array)

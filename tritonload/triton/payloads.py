@@ -30,6 +30,7 @@ import numpy as np
 from tritonclient.utils import triton_to_np_dtype
 
 from tritonload.core.errors import UsageError
+from tritonload.triton.shm import EntryPlacement
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,9 @@ class Payload:
     # and AIPerf's fixed schedules send by it), None where an entry has none; None if no
     # entry has one. ``--arrival replay`` sends by them (`tritonload.load.arrivals`).
     timestamps: tuple[float | None, ...] | None = None
+    # ``--shared-memory``: per entry, where its inputs (and outputs, if placed) are in the
+    # registered regions (`tritonload.triton.shm`); None when tensors go over the wire.
+    shared: tuple[EntryPlacement, ...] | None = None
 
     def bytes_per_entry(self) -> list[int]:
         """Tensor bytes each entry sends."""

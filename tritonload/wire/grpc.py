@@ -9,12 +9,15 @@ transport): a sync user holds one, an async user up to ``max_in_flight``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from tritonclient.grpc import InferResult, service_pb2
 from tritonclient.utils import np_to_triton_dtype, serialize_byte_tensor
 
 from tritonload.core.config import Target
 from tritonload.triton.expected import check_outputs
 from tritonload.triton.payloads import Payload
+from tritonload.triton.shm import Placement
 from tritonload.wire.grpc_wire import GrpcConnection, GrpcStatusError, encode_headers, grpc_message
 from tritonload.wire.prepared import Prepared
 from tritonload.wire.sockets import Connections
@@ -34,19 +37,29 @@ class GrpcTransport:
                                            target.timeout_s, "https" if target.ssl else "http")
 
     def prepare(self, payload: Payload) -> list[Prepared]:
-        """Each payload entry as a ready gRPC message holding a ModelInferRequest."""
+        """Each payload entry as a ready gRPC message holding a ModelInferRequest.
+
+        Under ``--shared-memory`` a tensor names its region instead of carrying its bytes.
+        """
         prepared = []
         for index, entry in enumerate(payload.entries):
+            placed = payload.shared[index] if payload.shared else None
             request = service_pb2.ModelInferRequest(model_name=payload.model)
             for name, array in entry.items():
                 tensor = request.inputs.add()
                 tensor.name, tensor.datatype = name, np_to_triton_dtype(array.dtype)
                 tensor.shape.extend(array.shape)
-                request.raw_input_contents.append(
-                    serialize_byte_tensor(array).tobytes() if array.dtype == object
-                    else array.tobytes())
+                if placed is not None:
+                    _name_region(tensor.parameters, placed.inputs[name])
+                else:
+                    request.raw_input_contents.append(
+                        serialize_byte_tensor(array).tobytes() if array.dtype == object
+                        else array.tobytes())
             for name in payload.outputs:
-                request.outputs.add().name = name
+                output = request.outputs.add()
+                output.name = name
+                if placed is not None and name in placed.outputs:
+                    _name_region(output.parameters, placed.outputs[name])
             data = request.SerializeToString()
             expected = payload.validation[index] if payload.validation else None
             prepared.append(Prepared(payload.model, grpc_message(data), len(data), expected))
@@ -79,3 +92,11 @@ class GrpcTransport:
     def close(self) -> None:
         """Close the idle connections; those in use close when their call ends (`Connections`)."""
         self.connections.close()
+
+
+def _name_region(parameters: Any, placement: Placement) -> None:
+    """A tensor's parameters pointing at its bytes in a registered shared-memory region."""
+    parameters["shared_memory_region"].string_param = placement.region
+    parameters["shared_memory_byte_size"].int64_param = placement.byte_size
+    if placement.offset:
+        parameters["shared_memory_offset"].int64_param = placement.offset

@@ -45,6 +45,7 @@ from tritonload.core.config import Target
 from tritonload.triton.clients import build_inputs, client_module
 from tritonload.triton.expected import check_outputs
 from tritonload.triton.payloads import Payload
+from tritonload.triton.shm import EntryPlacement
 from tritonload.wire.prepared import Prepared
 from tritonload.wire.sockets import Connections, peek_idle
 
@@ -68,12 +69,12 @@ class HttpTransport:
     def prepare(self, payload: Payload) -> list[Prepared]:
         """Each payload entry as the complete request bytes: head and body."""
         module = client_module("http")
-        outputs = [InferRequestedOutput(name, binary_data=True) for name in payload.outputs]
         uri = f"/v2/models/{quote(payload.model)}/infer"
         prepared = []
         for index, entry in enumerate(payload.entries):
+            placed = payload.shared[index] if payload.shared else None
             body, json_size = InferenceServerClient.generate_request_body(
-                build_inputs(module, entry), outputs=outputs)
+                build_inputs(module, entry, placed), outputs=_outputs(payload.outputs, placed))
             head = request_head(uri, self.host, self.headers, len(body), json_size)
             expected = payload.validation[index] if payload.validation else None
             prepared.append(Prepared(payload.model, head + body, len(body), expected))
@@ -100,6 +101,19 @@ class HttpTransport:
     def close(self) -> None:
         """Close the idle connections; those in use close when their request ends."""
         self.connections.close()
+
+
+def _outputs(names: tuple[str, ...], placed: EntryPlacement | None
+             ) -> list[InferRequestedOutput]:
+    """The requested outputs: binary tensors in the answer, or written to shared memory."""
+    outputs = []
+    for name in names:
+        output = InferRequestedOutput(name, binary_data=True)
+        if placed is not None and name in placed.outputs:
+            where = placed.outputs[name]
+            output.set_shared_memory(where.region, where.byte_size, where.offset)
+        outputs.append(output)
+    return outputs
 
 
 def request_head(uri: str, host: str, headers: Mapping[str, str], body_size: int,
