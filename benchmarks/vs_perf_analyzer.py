@@ -90,8 +90,8 @@ class Measure:
     samples: list[Sample] = field(default_factory=list, repr=False)
 
 
-def _server_success(http_port: int) -> int:
-    url = f"http://127.0.0.1:{http_port}/v2/models/{MODEL}/stats"
+def _server_success(http_port: int, model: str = MODEL) -> int:
+    url = f"http://127.0.0.1:{http_port}/v2/models/{model}/stats"
     with urllib.request.urlopen(url, timeout=5) as response:
         stats = json.loads(response.read())["model_stats"][0]
     return int(stats["inference_stats"]["success"]["count"])
@@ -101,10 +101,11 @@ class Sampler(threading.Thread):
     """Polls client CPU, server success count and server CPU every ``period`` s."""
 
     def __init__(self, client_pid: int, server: psutil.Process, http_port: int,
-                 period: float = 0.5) -> None:
+                 period: float = 0.5, model: str = MODEL) -> None:
         super().__init__(daemon=True)
         self.client = psutil.Process(client_pid)
         self.server, self.http_port, self.period = server, http_port, period
+        self.model = model
         self.samples: list[Sample] = []
         self._halt = threading.Event()
 
@@ -115,7 +116,7 @@ class Sampler(threading.Thread):
                 if not self.client.is_running() or self.client.status() == psutil.STATUS_ZOMBIE:
                     break
                 self.samples.append(Sample(time.time_ns(), client_cpu,
-                                           _server_success(self.http_port),
+                                           _server_success(self.http_port, self.model),
                                            tree_cpu(self.server), busy_cpu()))
             except (psutil.Error, OSError):
                 break
@@ -163,7 +164,7 @@ def run_tritonload(mode: str, args: argparse.Namespace, server: psutil.Process,
 
 def measure_locust(label: str, cmd: list[str], run_dir: Path, log_path: Path,
                    server: psutil.Process, http_port: int, warmup: float, window: float,
-                   duration: float) -> Measure:
+                   duration: float, model: str = MODEL) -> Measure:
     """Run a headless Locust command and measure it over [warmup, warmup + window].
 
     The window starts ``warmup`` s after the run's test_start (when run.json appears);
@@ -175,7 +176,7 @@ def measure_locust(label: str, cmd: list[str], run_dir: Path, log_path: Path,
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
-        sampler = Sampler(proc.pid, server, http_port)
+        sampler = Sampler(proc.pid, server, http_port, model=model)
         sampler.start()
         deadline = time.monotonic() + 60
         while not (run_dir / "run.json").exists():  # written at test_start

@@ -15,9 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_ports
 from tests.locust_runs import error_lines, locust_cmd, records, run_json, run_locust
 from tritonload.core.config import Target
+from tritonload.core.errors import UsageError
+from tritonload.server import EmbeddedTriton, Ports, demo_fleet
 from tritonload.triton.admin import TritonAdmin
+from tritonload.triton.shm import check_room
 
 SHM = Path("/dev/shm")
 
@@ -29,6 +33,14 @@ def _ours() -> set[str]:
 def _registered(target: Target) -> list[str]:
     with TritonAdmin(target) as admin:
         return admin.system_shared_memory()
+
+
+def _wait_for_load(proc: subprocess.Popen, run_dir: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not (run_dir / "run.json").exists():  # written at test start
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+        time.sleep(0.1)
+    time.sleep(2.0)  # let requests flow
 
 
 def _run(target: Target, run_dir: Path, mix: str, *extra: str) -> subprocess.CompletedProcess:
@@ -62,7 +74,42 @@ def test_outputs_land_in_shared_memory(target, tmp_path):
     rows = records(run_dir)
     assert run_json(run_dir)["error_counts"] == {} and len(rows) > 20
     assert rows["bytes_received"].max() < 1000  # not the 28,755,968-byte scores tensor
+    entries = 8  # a generated payload's
+    assert run_json(run_dir)["shared_memory"]["regions"] == entries + 1  # one output region
     assert _registered(target) == []
+
+
+def test_a_region_larger_than_dev_shm_is_refused_before_it_is_made():
+    # tmpfs takes pages only when written: a region too big would be made, then kill the
+    # writer with SIGBUS. 1 PB is more than any /dev/shm.
+    with pytest.raises(UsageError, match="MB free and a 1000000000 MB region is needed"):
+        check_room(10**15)
+
+
+def test_regions_are_unlinked_when_the_server_dies_mid_run(tmp_path):
+    before = _ours()
+    models = [m for m in demo_fleet() if m.name == "image_classifier"]
+    server = EmbeddedTriton(models=models, ports=Ports(*free_ports(start=19300)))
+    server.start()
+    run_dir = tmp_path / "server-died"
+    cmd = locust_cmd("locustfiles/mixed_models.py", "-u", "2", "-t", "60s", "--host",
+                     f"127.0.0.1:{server.ports.http}", "--mix", "image_classifier:1",
+                     "--shared-memory", "system", "--run-dir", str(run_dir))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    try:
+        _wait_for_load(proc, run_dir)
+        assert _ours() - before
+        server.stop()  # the server is gone: unregistering fails, unlinking must not
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        server.stop()
+    assert proc.returncode in (0, 1)  # 1: requests failed once the server was gone
+    assert len(records(run_dir)) > 20
+    assert _ours() == before
 
 
 def test_interrupted_run_leaves_nothing_behind(target, tmp_path):
@@ -74,11 +121,7 @@ def test_interrupted_run_leaves_nothing_behind(target, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while not (run_dir / "run.json").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
-            time.sleep(0.1)
-        time.sleep(2.0)
+        _wait_for_load(proc, run_dir)
         assert _ours() - before  # the regions exist while the load runs
         assert _registered(target)
         proc.send_signal(signal.SIGINT)

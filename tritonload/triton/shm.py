@@ -9,9 +9,13 @@ Answers can land in shared memory too (``--output-shared-memory-size``): the res
 carries no tensor bytes.
 
 One input region per payload entry holds all of its inputs, 64-byte aligned; one output
-region per entry has ``--output-shared-memory-size`` bytes for each requested output. Requests
-in flight for the same entry share its output region: the server overwrites it, and nobody
-reads it (the load is measured, not the answers; ``--validate`` refuses shared outputs).
+region per payload (model) has ``--output-shared-memory-size`` bytes for each requested
+output, shared by all its entries and requests in flight: the server overwrites it, and
+nobody reads it (the load is measured, not the answers; ``--validate`` refuses shared
+outputs). One per entry would have taken 8 × 29 MB of /dev/shm for ``wide_ranker`` alone.
+/dev/shm is a tmpfs whose pages are only taken when written, so a region larger than its
+free space would be created fine and then kill the writer (SIGBUS, the client's or the
+server's) mid-run: the free space is checked before each region is made.
 
 Regions are POSIX shared memory (tritonclient's ``utils.shared_memory``, on Python's
 ``multiprocessing.shared_memory``), named ``/tritonload_<pid>_<n>``. `SharedRegions.release`
@@ -74,6 +78,19 @@ def _aligned(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
+def check_room(byte_size: int, folder: str = "/dev/shm") -> None:
+    """Refuse a region the shared-memory filesystem has no room for (see the docstring)."""
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return  # no such filesystem here: creating the region will say what is wrong
+    free = stat.f_bavail * stat.f_frsize
+    if byte_size > free:
+        raise UsageError(f"--shared-memory: {folder} has {free / 1e6:.0f} MB free and a "
+                         f"{byte_size / 1e6:.0f} MB region is needed (a smaller "
+                         "--output-shared-memory-size, or a larger /dev/shm)")
+
+
 def is_local(host: str) -> bool:
     """Shared memory needs the server on this machine: a loopback target."""
     return host in ("localhost", "::1") or host.startswith("127.")
@@ -88,11 +105,13 @@ class SharedRegions:
         self.admin = admin
         self.output_size = output_size  # bytes per output in shared memory; None: in answers
         self.count = 0  # regions made
+        self._unwritten = 0  # bytes of output regions the server has yet to fill
         self._handles: list[tuple[str, Any]] = []  # (registered name, tritonclient handle)
 
     def _region(self, byte_size: int) -> tuple[str, Any]:
         from tritonclient.utils import shared_memory
 
+        check_room(byte_size + self._unwritten)
         name = f"tritonload_{os.getpid()}_{next(_serial)}"
         try:
             handle = shared_memory.create_shared_memory_region(name, f"/{name}", byte_size,
@@ -111,6 +130,7 @@ class SharedRegions:
         from tritonclient.utils import shared_memory
 
         placed = []
+        outputs_at = self._outputs(outputs)
         for entry in entries:
             blobs = {name: tensor_bytes(array) for name, array in entry.items()}
             offsets, size = {}, 0
@@ -123,7 +143,7 @@ class SharedRegions:
                 shared_memory.set_shared_memory_region(
                     handle, [np.frombuffer(blob, dtype=np.uint8)], offset=offsets[name])
                 inputs[name] = Placement(region, offsets[name], len(blob))
-            placed.append(EntryPlacement(inputs, self._outputs(outputs)))
+            placed.append(EntryPlacement(inputs, outputs_at))
         return placed
 
     def _outputs(self, outputs: list[str]) -> dict[str, Placement]:
@@ -131,6 +151,7 @@ class SharedRegions:
         if not size or not outputs:
             return {}
         region, _ = self._region(_aligned(size) * len(outputs))
+        self._unwritten += _aligned(size) * len(outputs)
         return {name: Placement(region, i * _aligned(size), size)
                 for i, name in enumerate(outputs)}
 
@@ -181,6 +202,7 @@ class CudaRegions(SharedRegions):
         from tritonclient.utils import cuda_shared_memory as cudashm
 
         placed = []
+        outputs_at = self._outputs(outputs)
         for entry in entries:
             arrays = list(entry.values())
             sizes = [len(tensor_bytes(a)) for a in arrays]
@@ -190,7 +212,7 @@ class CudaRegions(SharedRegions):
             for name, size in zip(entry, sizes, strict=True):
                 inputs[name] = Placement(region, offset, size)
                 offset += size
-            placed.append(EntryPlacement(inputs, self._outputs(outputs)))
+            placed.append(EntryPlacement(inputs, outputs_at))
         return placed
 
     def release(self) -> None:  # pragma: no cover (needs a GPU)
