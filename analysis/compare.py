@@ -341,7 +341,7 @@ GRPC_HTTP_COLUMNS = [
 ]
 
 
-def _prepared(metrics: pd.DataFrame) -> pd.DataFrame:
+def with_run_attributes(metrics: pd.DataFrame) -> pd.DataFrame:
     """The metrics with the run attributes (defaulted when absent) and a ``whole_run`` flag.
 
     ``whole_run``: the group carries all of its run's traffic (the all-models group, or the
@@ -459,7 +459,7 @@ def sync_vs_async(metrics: pd.DataFrame) -> pd.DataFrame:
     """
     if metrics.empty or "mode" not in metrics.columns:
         return pd.DataFrame(columns=SYNC_ASYNC_COLUMNS)
-    m = _prepared(metrics)
+    m = with_run_attributes(metrics)
     sync = m[m["mode"] == "sync"]
     asy = m[m["mode"] == "async"]
     member = [_framings(f) for f in asy["framing"]]
@@ -503,7 +503,7 @@ def grpc_vs_http(metrics: pd.DataFrame) -> pd.DataFrame:
     """
     if metrics.empty or "protocol" not in metrics.columns:
         return pd.DataFrame(columns=GRPC_HTTP_COLUMNS)
-    m = _prepared(metrics)
+    m = with_run_attributes(metrics)
     on = ["model", "mode", *_LOAD, "users"]
     pairs = pair_groups(m, "protocol", "grpc", "http", on)
     if pairs.empty:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from tritonload.core import schema
 from tritonload.core.errors import UsageError, first_line
 from tritonload.core.numbers import Numbers, steady_window
 from tritonload.core.rundir import read_arrivals, read_run_json, request_parts
-from tritonload.core.validity import Validity, judge
+from tritonload.core.validity import Validity, client_cpu_shares, judge
 
 try:  # pyarrow is a hard dependency; fail with one line, not an import traceback.
     import pyarrow as pa
@@ -71,8 +72,11 @@ class RunSet:
             ``users``, ``max_in_flight``, ``started_ns``, ``ended_ns``, ``warmup_s``,
             ``target_url``, ``embedded``, ``request_count``, ``records_first_ns``,
             ``records_last_ns``, ``valid`` and ``invalid_reasons`` (`tritonload.core.validity`,
-            the reasons ``"; "``-joined, ``""`` when valid), and the tag columns ``cell``,
-            ``rep``, ``framing``, ``tags`` (:func:`tag_columns`).
+            the reasons ``"; "``-joined, ``""`` when valid), ``shared_memory`` (run.json's
+            ``shared_memory.kind``, ``"none"`` without it), ``client_cpu_us_per_request``
+            (every client process's CPU over the steady window ÷ the requests completed in
+            it; NaN without CPU samples), and the tag columns ``cell``, ``rep``,
+            ``framing``, ``tags`` (:func:`tag_columns`).
         meta: ``run_id`` → the parsed ``run.json``.
         records: request records of every run, with ``run_id``, ``load_kind`` and
             ``load_level`` attached (categorical strings).
@@ -341,7 +345,7 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
             last = pc.max(ends).as_py()
         else:
             ends, first, last = None, None, None
-        validity = _validity(path, meta, rec, ends, first, last)
+        validity, cpu_per_request = _validity(path, meta, rec, ends, first, last)
         record_tables.append(rec)
         stats_tables.append(
             _read_server_file(path, schema.SERVER_STATS_FILE, SERVER_STATS_COLUMNS, rid, warnings)
@@ -373,6 +377,8 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
                 **tag_columns(meta),
                 "valid": validity.valid,
                 "invalid_reasons": "; ".join(validity.reasons),
+                "shared_memory": str((meta.get("shared_memory") or {}).get("kind", "none")),
+                "client_cpu_us_per_request": cpu_per_request,
             }
         )
     del rec, ends  # keep no reference to the Arrow tables, so converting them frees them
@@ -392,12 +398,13 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
 
 
 def _validity(path: Path, meta: dict, rec: pa.Table, ends: pa.ChunkedArray | None,
-              first: int | None, last: int | None) -> Validity:
+              first: int | None, last: int | None) -> tuple[Validity, float]:
     """`tritonload.core.validity.judge` on the records already loaded (one pass, no latencies).
 
     The window is `core.numbers.steady_window` with the records' bounds standing in for a
     killed run's, as `core.numbers.run_numbers` does; the judge needs only the window's
-    request and success counts.
+    request and success counts. Also returns the client CPU µs per request over the window:
+    every process's (a master's workers too), since all of them sent the window's requests.
     """
     window = steady_window(meta.get("started_ns"), meta.get("ended_ns"), meta.get("warmup_s"),
                            first_ns=first, last_ns=last)
@@ -407,7 +414,10 @@ def _validity(path: Path, meta: dict, rec: pa.Table, ends: pa.ChunkedArray | Non
         requests = pc.sum(inside).as_py() or 0
         ok = pc.sum(pc.and_(inside, rec.column("ok"))).as_py() or 0
     numbers = Numbers(int(requests), int(ok), window.duration_s, np.empty(0))
-    return judge(meta, window, read_arrivals(path), numbers)
+    shares = client_cpu_shares(meta, window)
+    cpu_s = sum(shares.values()) * window.duration_s
+    per_request = cpu_s / requests * 1e6 if requests else math.nan
+    return judge(meta, window, read_arrivals(path), numbers), float(per_request)
 
 
 def tag_columns(meta: dict) -> dict[str, object]:

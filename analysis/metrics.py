@@ -42,7 +42,8 @@ CONFIDENCE = 0.95
 
 #: Run attributes attached to every group (:func:`run_attributes`), to pair repetitions and
 #: sync/async framings in :mod:`analysis.compare`.
-RUN_ATTRIBUTES = ["cell", "rep", "framing", "users", "in_flight_per_user"]
+RUN_ATTRIBUTES = ["cell", "rep", "framing", "users", "in_flight_per_user", "shared_memory",
+                  "client_cpu_us_per_request"]
 
 _NS = 1_000_000_000
 
@@ -91,7 +92,8 @@ def run_attributes(runs: pd.DataFrame) -> pd.DataFrame:
         Indexed by ``run_id``: ``cell`` (the bench cell, the run id for an untagged run, so
         each untagged run is a cell of its own), ``rep`` (repetition, 1 when untagged),
         ``framing`` (``""`` when untagged), ``users`` and ``in_flight_per_user`` (floats, NaN
-        when unknown).
+        when unknown), ``shared_memory`` (the tensors' transfer: ``"none"`` for the wire,
+        ``"system"``) and ``client_cpu_us_per_request`` (the whole run's, NaN when unknown).
 
     """
     ids = runs["run_id"].astype(str)
@@ -110,6 +112,9 @@ def run_attributes(runs: pd.DataFrame) -> pd.DataFrame:
         "users": pd.to_numeric(column("users", math.nan), errors="coerce").to_numpy(float),
         "in_flight_per_user": pd.to_numeric(column("max_in_flight", math.nan),
                                             errors="coerce").to_numpy(float),
+        "shared_memory": column("shared_memory", "none").astype(str).to_numpy(),
+        "client_cpu_us_per_request": pd.to_numeric(
+            column("client_cpu_us_per_request", math.nan), errors="coerce").to_numpy(float),
     }, index=ids.to_numpy())
     out.index.name = "run_id"
     return out

@@ -9,7 +9,7 @@ import pandas as pd
 
 from tritonload.core.errors import UsageError
 
-from . import batching, capacity, compare, ensembles, metrics, triton_metrics
+from . import batching, capacity, compare, ensembles, metrics, shared_memory, triton_metrics
 from . import outages as downtime
 from .load import RunSet
 
@@ -32,6 +32,7 @@ class Analysis:
     async_claim: dict
     grpc_http: pd.DataFrame
     batching: pd.DataFrame
+    shared_wire: pd.DataFrame  # `shared_memory.shared_vs_wire`; empty without both transfers
     curves: pd.DataFrame
     limits: pd.DataFrame | None
     plan: pd.DataFrame | None
@@ -103,8 +104,9 @@ def analyze(
                                        seed=seed)
     server = metrics.server_metrics(runset.server_stats, windows)
     hist = metrics.batch_histogram(runset.server_batches, windows)
-    svsa = compare.sync_vs_async(requests)
-    curves = capacity.capacity_curves(requests)
+    wire = shared_memory.wire_only(requests)  # a shared-memory cell meets only its wire twin
+    svsa = compare.sync_vs_async(wire)
+    curves = capacity.capacity_curves(wire)
     limits = plan = None
     if slo_p95_ms is not None:
         limits = capacity.max_throughput_under_slo(
@@ -128,8 +130,9 @@ def analyze(
         cdf=metrics.latency_cdf(requests),
         sync_async=svsa,
         async_claim=compare.async_claim_check(svsa),
-        grpc_http=compare.grpc_vs_http(requests),
-        batching=batching.batching_comparison(requests, server),
+        grpc_http=compare.grpc_vs_http(wire),
+        batching=batching.batching_comparison(wire, server),
+        shared_wire=shared_memory.shared_vs_wire(requests),
         curves=curves,
         limits=limits,
         plan=plan,

@@ -92,8 +92,10 @@ def p95_vs_throughput(curves: pd.DataFrame, slo_p95_us: float | None = None,
         ax.axhline(slo_p95_us / 1000.0, color="red", linewidth=1, label="P95 SLO")
     if limits is not None and not limits.empty:
         ok = limits[limits["max_rps"].notna()]
-        ok = ok[[(m, p, md) in drawn for m, p, md in
-                 zip(ok["model"], ok["protocol"], ok["mode"], strict=True)]]
+        # A Series mask: an empty list (every curve "SLO never met") would select columns.
+        ok = ok[pd.Series([(m, p, md) in drawn for m, p, md in
+                           zip(ok["model"], ok["protocol"], ok["mode"], strict=True)],
+                          index=ok.index, dtype=bool)]
         ax.scatter(ok["max_rps"], ok["p95_at_us"] / 1000.0, s=110, facecolors="none",
                    edgecolors="black", zorder=5, label="max under SLO")
     ax.set_xlabel("throughput (ok req/s)")

@@ -99,6 +99,7 @@ def report_data(analysis: Analysis) -> dict:
         },
         "grpc_vs_http": _records(a.grpc_http),
         "batching": _records(a.batching),
+        "shared_vs_wire": _records(a.shared_wire),
         "capacity": {
             "curves": _records(a.curves),
             "limits": _records(a.limits),
@@ -248,6 +249,17 @@ def _headline(d: dict) -> list[str]:
             + _span(rows, "throughput_ratio", "throughput_verdict", "HTTP faster", "HTTP slower")
             + "; P95 ratio "
             + _span(rows, "p95_ratio", "p95_verdict", "HTTP lower", "HTTP higher") + ".")
+    for model in sorted({r["model"] for r in d["shared_vs_wire"]}, key=_model_order):
+        rows = [r for r in d["shared_vs_wire"] if r["model"] == model]
+        cpu = [r["cpu_ratio"] for r in rows if r["cpu_ratio"] is not None]
+        lines.append(
+            f"Shared memory vs the wire, {model} ({_bytes(rows[0]['mean_bytes_sent_a'])} sent, "
+            f"{_bytes(rows[0]['mean_bytes_received_a'])} received per request on the wire): "
+            "throughput ratio "
+            + _span(rows, "throughput_ratio", "throughput_verdict", "faster", "slower")
+            + "; P95 ratio " + _span(rows, "p95_ratio", "p95_verdict", "lower", "higher")
+            + (f"; client CPU per request {min(cpu):.2f}–{max(cpu):.2f}×" if cpu else "")
+            + ".")
     for model in sorted({r["model"] for r in d["batching"]}):
         rows = [r for r in d["batching"] if r["model"] == model]
         batch_on = [r["mean_batch_on"] for r in rows if r["mean_batch_on"] is not None]
@@ -387,6 +399,8 @@ def _sections(d: dict) -> list[dict]:
                     fmt_ms(r["queue_off_us"]), fmt_ms(r["compute_on_us"]),
                     fmt_ms(r["compute_off_us"])] for r in d["batching"]]),
         "images": ["batch_histograms"]})
+    if d.get("shared_vs_wire"):
+        s.append(_shared_memory_section(d["shared_vs_wire"]))
     s.append(_resources_section(d, loads))
     probes = _probe_resources_section(d)
     if probes is not None:
@@ -472,6 +486,34 @@ def _resource_cells(r: dict, gpu: bool, energy: bool) -> list[str]:
     if energy:
         cells += [fmt_num(r["joules_per_inference"], 4), fmt_num(r["inferences_per_joule"], 1)]
     return cells + [fmt_num(r["pending_mean"], 1), fmt_num(r["pending_max"], 0)]
+
+
+def _shared_memory_section(rows: list[dict]) -> dict:
+    """Shared memory against the wire: the same cell, shared ÷ wire (`analysis.shared_memory`)."""
+    return {"title": "Shared memory vs the wire", "paragraphs": [
+        "Each cell run with its tensors in system shared memory (`--shared-memory system`) "
+        "beside the same cell over the wire, paired by round; ratios are shared ÷ wire. Bytes "
+        "are per request as each side sent and received them. Client CPU is the whole run's "
+        "per request; its interval is the spread between rounds alone (one figure per run)."],
+        "table": (["model", "protocol", "mode", "load", "sent/req wire → shm",
+                   "received/req wire → shm", "req/s wire", "req/s shm", "throughput ratio",
+                   "95% CI", "verdict", "P95 wire ms", "P95 shm ms", "P95 ratio", "95% CI",
+                   "verdict", "client µs/req wire", "client µs/req shm", "CPU ratio",
+                   "95% CI"],
+                  [[r["model"], r["protocol"], r["mode"],
+                    fmt_load(r["load_kind"], r["load_level"]),
+                    f"{_bytes(r['mean_bytes_sent_a'])} → {_bytes(r['mean_bytes_sent_b'])}",
+                    f"{_bytes(r['mean_bytes_received_a'])} → "
+                    f"{_bytes(r['mean_bytes_received_b'])}",
+                    fmt_rps(r["throughput_a"]), fmt_rps(r["throughput_b"]),
+                    fmt_ratio(r["throughput_ratio"]),
+                    fmt_ci(r["throughput_ratio_lo"], r["throughput_ratio_hi"], fmt_ratio),
+                    _verdict_text(r["throughput_verdict"]), fmt_ms(r["p95_a_us"]),
+                    fmt_ms(r["p95_b_us"]), fmt_ratio(r["p95_ratio"]),
+                    fmt_ci(r["p95_ratio_lo"], r["p95_ratio_hi"], fmt_ratio),
+                    _verdict_text(r["p95_verdict"]), fmt_num(r["cpu_a_us"], 0),
+                    fmt_num(r["cpu_b_us"], 0), fmt_ratio(r["cpu_ratio"]),
+                    fmt_ci(r["cpu_ratio_lo"], r["cpu_ratio_hi"], fmt_ratio)] for r in rows])}
 
 
 def _resources_section(d: dict, loads: dict[str, str]) -> dict:

@@ -20,6 +20,10 @@ client nor server (other people's processes): a noise indicator, in cores.
     python benchmarks/vs_perf_analyzer.py [--modes grpc-sync,http-sync,grpc-async]
         [--window 15] [--warmup 3] [--only tritonload|perf_analyzer]
 
+Other shapes: ``--model image_classifier`` (600 KB in) or ``wide_ranker`` (29 MB out), and
+``--shared-memory system [--output-shared-memory-size BYTES]`` gives both tools the same
+shared-memory flags.
+
 Target (issue 3): tritonload throughput >= 0.9 x perf_analyzer's in every mode.
 """
 
@@ -154,12 +158,23 @@ def run_tritonload(mode: str, args: argparse.Namespace, server: psutil.Process,
     run_dir = workdir / f"tritonload-{mode}"
     duration = int(args.warmup + args.window + 2)
     cmd = [str(LOCUST), "-f", str(ROOT / "locustfiles" / "bench.py"), user_class,
-           "--mix", f"{MODEL}:1",
+           "--mix", f"{args.model}:1", *shared_memory_args(args),
            "--headless", "-u", str(users), "-r", "1000", "-t", f"{duration}s",
            "--host", f"127.0.0.1:{args.http_port}", "--run-dir", str(run_dir),
            "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "2", *extra]
     return measure_locust("tritonload", cmd, run_dir, workdir / f"tritonload-{mode}.log",
-                          server, args.http_port, args.warmup, args.window, duration)
+                          server, args.http_port, args.warmup, args.window, duration,
+                          model=args.model)
+
+
+def shared_memory_args(args: argparse.Namespace) -> list[str]:
+    """``--shared-memory`` and ``--output-shared-memory-size``: the same flags in both tools."""
+    if args.shared_memory == "none":
+        return []
+    extra = ["--shared-memory", args.shared_memory]
+    if args.output_shared_memory_size:
+        extra += ["--output-shared-memory-size", str(args.output_shared_memory_size)]
+    return extra
 
 
 def measure_locust(label: str, cmd: list[str], run_dir: Path, log_path: Path,
@@ -216,13 +231,14 @@ def run_perf_analyzer(mode: str, args: argparse.Namespace, server: psutil.Proces
     # Exactly 3 windows (a 100% stability band always passes): a bounded, predictable run
     # that covers our [warmup, warmup + window] sampling window.
     interval_ms = int(max(3.0, (args.warmup + args.window) / 3) * 1000)
-    cmd = [str(PERF_ANALYZER), "-m", MODEL, "-u", f"127.0.0.1:{port}", "-i", protocol,
+    cmd = [str(PERF_ANALYZER), "-m", args.model, "-u", f"127.0.0.1:{port}", "-i", protocol,
+           *shared_memory_args(args),
            "--concurrency-range", str(CONCURRENCY), "--measurement-interval", str(interval_ms),
            "--stability-percentage", "100", "--max-trials", "3", "-f", str(out_csv), *extra]
     log = open(workdir / f"pa-{mode}.log", "w")
     measure = Measure("perf_analyzer")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    sampler = Sampler(proc.pid, server, args.http_port)
+    sampler = Sampler(proc.pid, server, args.http_port, model=args.model)
     sampler.start()
     start_ns = time.time_ns() + int(args.warmup * 1e9)
     end_ns = start_ns + int(args.window * 1e9)
@@ -247,12 +263,12 @@ def _fmt(value: float, spec: str) -> str:
     return "-" if value != value else format(value, spec)  # NaN -> "-"
 
 
-def print_table(results: dict[str, dict[str, Measure]]) -> bool:
+def print_table(results: dict[str, dict[str, Measure]], title: str = MODEL) -> bool:
     """The final table; returns whether every mode met the target ratio."""
     header = (f"{'mode':<11} {'TL rps':>7} {'PA rps':>7} {'ratio':>6} {'TL p95':>7} "
               f"{'PA p95':>7} {'TL cpu':>7} {'PA cpu':>7} {'srv cpu':>11} {'other':>9}")
     print()
-    print("recommender, concurrency 16. rps = server success/s over the window; p95 in ms;")
+    print(f"{title}, concurrency 16. rps = server success/s over the window; p95 in ms;")
     print("cpu = client CPU µs per request; srv cpu = server CPU µs/request (TL/PA);")
     print("other = CPU cores busy with neither client nor server (TL/PA, noise).")
     print(header)
@@ -289,6 +305,13 @@ def main() -> int:
                         help="reuse a tritonserver already serving recommender on "
                         "127.0.0.1:HTTP_PORT (its PID, for CPU accounting) instead of starting one")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--model", default=MODEL,
+                        help=f"the demo model loaded (default {MODEL}); image_classifier "
+                        "sends 600 KB, wide_ranker answers 29 MB")
+    parser.add_argument("--shared-memory", choices=("none", "system"), default="none",
+                        help="both tools with their tensors in system shared memory")
+    parser.add_argument("--output-shared-memory-size", type=int, default=None, metavar="BYTES",
+                        help="with --shared-memory: outputs in shared memory too, in both tools")
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
@@ -307,7 +330,7 @@ def main() -> int:
         if args.server_pid:
             server = psutil.Process(args.server_pid)
         else:
-            models = [m for m in demo_fleet() if m.name == MODEL]
+            models = [m for m in demo_fleet() if m.name == args.model]
             port = args.http_port
             server_cm = EmbeddedTriton(models=models, ports=Ports(port, port + 1, port + 2))
             server_cm.start()
@@ -332,7 +355,8 @@ def main() -> int:
             server_cm.stop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    ok = print_table(results)
+    shared = " ".join(shared_memory_args(args))
+    ok = print_table(results, f"{args.model}{', ' + shared if shared else ''}")
     print(f"total {time.monotonic() - began:.0f}s")
     return 0 if ok else 1
 

@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 import pytest
-from tritonload.analysis import capacity, metrics
+from tritonload.analysis import capacity, metrics, plots
 from tritonload.analysis.load import load_runs
 
 from tritonload.core.errors import UsageError
@@ -60,6 +60,10 @@ def test_sweep_that_never_meets_the_slo(make_run, Model):
     assert math.isnan(lim["max_rps"])
     plan = capacity.capacity_plan(pd.DataFrame([lim]), target_rps=1000)
     assert pd.isna(plan.iloc[0]["replicas"])
+    # The knee chart still draws with no capacity point to mark (an empty mask once selected
+    # no columns and raised KeyError: 'max_rps').
+    png = plots.p95_vs_throughput(curves, 20_000, pd.DataFrame([lim]))
+    assert png is not None and png.startswith(b"\x89PNG")
 
 
 def test_error_bound_stops_the_walk():

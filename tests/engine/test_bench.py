@@ -41,7 +41,8 @@ def test_both_framings_at_one_level():
     }
     tags = next(c for c in matrix.schedule() if c.cell_name == "grpc-async-on-u4x8").tags()
     assert tags == {"cell": "grpc-async-on-u4x8", "batching": "on", "rep": tags["rep"],
-                    "users": "4", "in_flight": "8", "framing": "equal-users"}
+                    "users": "4", "in_flight": "8", "framing": "equal-users",
+                    "shared_memory": "none"}
 
 
 def test_an_async_cell_both_framings_ask_for_runs_once():
@@ -232,3 +233,47 @@ def test_repetitions_run_interleaved_and_pair_in_both_framings(tmp_path):
     assert [(p["framing"], p["cell_b"], p["rounds"]) for p in pairs] == [
         ("equal-in-flight", "grpc-async-on-c4", 2), ("equal-users", "grpc-async-on-u4x8", 2)]
     assert all(p["throughput_ratio_lo"] is not None for p in pairs)
+
+
+def test_shared_memory_cells_follow_the_wire_cells():
+    matrix = Matrix(protocols=("grpc",), modes=("sync",), batching=("on",), levels=(4,),
+                    repetitions=1, shared_memory=("none", "system"),
+                    output_shared_memory_size=30_000_000)
+    names = [c.cell_name for c in matrix.cells()]
+    assert names == ["grpc-sync-on-c4", "grpc-sync-on-c4-shm"]
+    shm = matrix.cells()[1]
+    assert shm.tags()["shared_memory"] == "system"
+    with pytest.raises(UsageError, match="output_shared_memory_size"):
+        Matrix(output_shared_memory_size=1000)  # no system cells to give it to
+
+
+@pytest.mark.integration
+def test_a_bench_sets_shared_memory_beside_the_wire(tmp_path):
+    """wide_ranker (29 MB answers) over the wire and in shared memory, 2 rounds: the report's
+    comparison has the three ratios, and the other comparisons read the wire cells only."""
+    http, grpc, metrics = free_ports(start=19220)
+    out = tmp_path / "bench"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tritonload.cli", "bench", "-o", str(out), "--protocols", "grpc",
+         "--modes", "sync", "--batching", "on", "--levels", "2", "--mix", "wide_ranker:1",
+         "--warmup", "0.5", "--window", "1", "--max-windows", "3", "--repetitions", "2",
+         "--shared-memory", "none,system", "--output-shared-memory-size", "30000000",
+         "--no-capacity", "--models", "wide_ranker",
+         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [
+        "grpc-sync-on-c2-rep1", "grpc-sync-on-c2-rep2", "grpc-sync-on-c2-shm-rep1",
+        "grpc-sync-on-c2-shm-rep2"]
+    data = json.loads((out / "report.json").read_text())
+    (row,) = [r for r in data["shared_vs_wire"] if r["model"] == "wide_ranker"]
+    assert row["rounds"] == 2 and row["cell_b"] == "grpc-sync-on-c2-shm"
+    assert row["mean_bytes_received_a"] > 28_000_000 > 1000 > row["mean_bytes_received_b"]
+    # The wire copies 29 MB per answer through the client; shared memory does not.
+    assert row["cpu_b_us"] < row["cpu_a_us"] and row["cpu_ratio"] < 1
+    assert row["throughput_ratio_lo"] is not None and row["p95_ratio_lo"] is not None
+    wire_runs = {r["run_id"] for r in data["runs"] if r["shared_memory"] == "none"}
+    assert len(wire_runs) == 2 and {c["run_id"] for c in data["capacity"]["curves"]} == wire_runs
+    text = (out / "report.md").read_text()
+    assert "## Shared memory vs the wire" in text
+    assert "Shared memory vs the wire, wide_ranker" in text

@@ -1,4 +1,4 @@
-"""The experiment matrix: protocol × mode × batching × load level, one run directory per run.
+"""The experiment matrix: protocol × mode × batching × load level (× transfer), one run each.
 
 Each run executes ``locustfiles/bench.py`` headless in a child process (`headless.LocustRun`)
 with a warm-up and perf_analyzer's stability rule (windows until the last few agree; see
@@ -12,6 +12,11 @@ Sync and async are set side by side in two framings (``Matrix.framings``):
 * ``equal-users``: sync N users × 1 against async N users × ``max_in_flight`` (cells named
   ``…-async-…-u<N>x<k>``): the same client footprint, k times the requests in flight. This is
   the framing of the usual "async gives 3-5x the throughput" claim.
+
+``shared_memory`` adds a transfer dimension: ``("none", "system")`` runs every cell twice,
+tensors on the wire and in system shared memory (``--shared-memory system``; with
+``output_shared_memory_size``, the answers' tensors too), the shared cells named ``…-shm``
+and tagged ``shared_memory=system``; the report sets each beside its wire twin.
 
 Every cell runs ``repetitions`` times, interleaved: round r runs every cell once, in an order
 shuffled with a RNG seeded by ``seed``, so a drift over the minutes a bench takes (another
@@ -66,6 +71,8 @@ class Matrix:
     repetitions: int = 3
     seed: int = 0
     framings: tuple[str, ...] = FRAMINGS
+    shared_memory: tuple[str, ...] = ("none",)
+    output_shared_memory_size: int | None = None
 
     def __post_init__(self) -> None:
         def check(name: str, values: tuple, allowed: tuple) -> None:
@@ -76,6 +83,11 @@ class Matrix:
 
         check("protocols", self.protocols, ("grpc", "http"))
         check("batching", self.batching, ("on", "off"))
+        check("shared_memory", self.shared_memory, ("none", "system"))
+        if self.output_shared_memory_size is not None and (
+                self.output_shared_memory_size < 1 or "system" not in self.shared_memory):
+            raise UsageError("bench output_shared_memory_size: bytes >= 1, and it needs "
+                             "system in shared_memory")
         if self.rates:
             if any(r <= 0 for r in self.rates):
                 raise UsageError("bench rates must be > 0 requests/s")
@@ -150,7 +162,9 @@ class Matrix:
                         cells += [Cell(self, protocol, mode, batching,
                                        users * self.max_in_flight, users=users,
                                        framings=(EQUAL_USERS,)) for users in self.levels]
-        return _merge_duplicates(cells)
+        cells = _merge_duplicates(cells)
+        return [dataclasses.replace(c, shared_memory=transfer)
+                for transfer in self.shared_memory for c in cells]
 
     def schedule(self) -> list[Cell]:
         """Every repetition, in run order: round 1 runs each cell once, then round 2, ….
@@ -200,20 +214,22 @@ class Cell:
     users: int | None = None
     framings: tuple[str, ...] = ()
     rep: int = 0
+    shared_memory: str = "none"  # "system": tensors in shared memory, not on the wire
 
     @property
     def cell_name(self) -> str:
         """Return the cell's name, without the repetition.
 
         E.g. ``grpc-async-on-c16``, ``http-open-off-r200``, or ``grpc-async-on-u4x8`` for an
-        async cell of the ``equal-users`` framing only.
+        async cell of the ``equal-users`` framing only; ``…-shm`` with shared memory.
         """
+        shm = "-shm" if self.shared_memory != "none" else ""
         if self.mode == "open":
-            return f"{self.protocol}-open-{self.batching}-r{self.level:g}"
+            return f"{self.protocol}-open-{self.batching}-r{self.level:g}{shm}"
         if self.users is not None and EQUAL_IN_FLIGHT not in self.framings:
             users, in_flight = self.users_and_in_flight()
-            return f"{self.protocol}-{self.mode}-{self.batching}-u{users}x{in_flight}"
-        return f"{self.protocol}-{self.mode}-{self.batching}-c{self.level:g}"
+            return f"{self.protocol}-{self.mode}-{self.batching}-u{users}x{in_flight}{shm}"
+        return f"{self.protocol}-{self.mode}-{self.batching}-c{self.level:g}{shm}"
 
     @property
     def name(self) -> str:
@@ -222,7 +238,8 @@ class Cell:
 
     def tags(self) -> dict[str, str]:
         """run.json ``extra.tags`` of this cell's runs."""
-        tags = {"cell": self.cell_name, "batching": self.batching}
+        tags = {"cell": self.cell_name, "batching": self.batching,
+                "shared_memory": self.shared_memory}
         if self.rep:
             tags["rep"] = str(self.rep)
         if self.mode != "open":
@@ -269,6 +286,10 @@ class Cell:
         for name, value in target.headers.items():
             options += ["--header", f"{name}={value}"]
         options += ["--request-timeout", f"{target.timeout_s:g}"]
+        if self.shared_memory != "none":
+            options += ["--shared-memory", self.shared_memory]
+            if m.output_shared_memory_size:
+                options += ["--output-shared-memory-size", str(m.output_shared_memory_size)]
         user_class = "Grpc" if self.protocol == "grpc" else "Http"
         return LocustRun(LOCUSTFILES / "bench.py", target, run_dir, users,
                          self.duration_s(), user_classes=[user_class], options=options)

@@ -42,6 +42,7 @@ from tritonload.cli.signals import sigterm_raises_interrupt
 from tritonload.core.config import Target
 from tritonload.core.errors import UsageError
 from tritonload.core.mix import ModelMix
+from tritonload.core.options import positive_int
 
 
 def _csv(kind: type) -> callable:
@@ -95,6 +96,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="sync vs async framings: equal-in-flight (async with fewer users, "
                         "same requests in flight), equal-users (async with the same users, "
                         "max-in-flight times the requests in flight); default both")
+    parser.add_argument("--shared-memory", type=_csv(str),
+                        help="transfer of the tensors: none (the wire), system (shared "
+                        "memory); none,system runs every cell both ways (default none)")
+    parser.add_argument("--output-shared-memory-size", type=positive_int, metavar="BYTES",
+                        help="the system cells' answers in shared memory too, BYTES per output")
     parser.add_argument("--demo", action="store_true",
                         help="the preset `make demo` runs: " + DEMO_PRESET_TEXT)
     stages = parser.add_argument_group("stages")
@@ -127,7 +133,8 @@ DEMO_PRESET_TEXT = ("gRPC, batching on; sync 4 users × 1 against async 1 user �
 def matrix_from_args(args: argparse.Namespace) -> Matrix:
     """Defaults ← matrix file ← --demo preset ← flags."""
     fields = ("protocols", "modes", "batching", "levels", "rates", "mix", "max_in_flight",
-              "warmup_s", "window_s", "max_windows", "repetitions", "seed", "framings")
+              "warmup_s", "window_s", "max_windows", "repetitions", "seed", "framings",
+              "shared_memory", "output_shared_memory_size")
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     if args.demo:
         overrides = {**DEMO_PRESET, **overrides}
