@@ -5,6 +5,7 @@ import pytest
 from tritonload.core.errors import UsageError
 from tritonload.server.fleet import (
     BASE_FLEET,
+    GENERATIVE_FLEET,
     PIPELINE_FLEET,
     demo_fleet,
     overrides_from_strings,
@@ -18,7 +19,19 @@ def test_every_batching_model_has_a_nobatch_twin():
     names = [m.name for m in demo_fleet()]
     for base in BASE_FLEET:
         assert base.name in names and base.name + "_nobatch" in names
-    assert len(names) == 2 * len(BASE_FLEET) + len(PIPELINE_FLEET)
+    assert len(names) == 2 * len(BASE_FLEET) + len(PIPELINE_FLEET) + len(GENERATIVE_FLEET)
+
+
+def test_the_generator_renders_as_a_decoupled_model_with_its_costs():
+    generator = next(m for m in demo_fleet({"text_generator": {"step_base_us": 19000}})
+                     if m.name == "text_generator")
+    config = render_config(generator)
+    assert "model_transaction_policy { decoupled: true }" in config
+    assert 'name: "text_input" data_type: TYPE_STRING dims: [ 1 ]' in config
+    assert "max_batch_size: 0" in config and "dynamic_batching" not in config
+    assert 'key: "step_base_us" value: { string_value: "19000" }' in config
+    with pytest.raises(UsageError, match="decoupled model"):
+        demo_fleet({"recommender": {"step_base_us": 1}})
 
 
 def test_the_ensemble_renders_as_triton_ensemble_scheduling():

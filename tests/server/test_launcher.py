@@ -101,10 +101,10 @@ def test_serve_command_unknown_model_is_one_line():
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     # The whole demo fleet, in its order, each batching model followed by its twin, then
-    # the ensemble's own step and the ensemble.
+    # the ensemble's own step and the ensemble, then the generator.
     known = ", ".join([f"{m}, {m}_nobatch" for m in (
         "text_classifier", "image_classifier", "recommender", "wide_ranker", "narrow_ranker")]
-        + ["preprocess", "image_pipeline"])
+        + ["preprocess", "image_pipeline", "text_generator"])
     assert err.strip().splitlines() == [
         f"tritonload: error: unknown model 'nope'; known models: {known}"]
     assert "Traceback" not in err

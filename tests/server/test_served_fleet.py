@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import queue
+import time
+import urllib.request
+
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -9,7 +14,7 @@ import tritonclient.http as httpclient
 from gevent.pool import Pool
 
 from tritonload.server.fleet import DEMO_SHAPES, demo_fleet
-from tritonload.server.model_code.demo_functions import FUNCTIONS
+from tritonload.server.model_code.demo_functions import FUNCTIONS, generated_token, token_text
 from tritonload.triton.admin import TritonAdmin
 from tritonload.triton.clients import build_inputs
 from tritonload.triton.payloads import ModelInfo, generate_payload
@@ -18,7 +23,7 @@ pytestmark = pytest.mark.integration
 FLEET = {m.name: m for m in demo_fleet()}
 # The wide ranker's 29 MB answers are checked once, over HTTP, to keep the suite quick.
 CHECKED = [(n, p) for n in FLEET for p in ("grpc", "http")
-           if not (n.startswith("wide_ranker") and p == "grpc")]
+           if not (n.startswith("wide_ranker") and p == "grpc") and not FLEET[n].decoupled]
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +122,60 @@ def test_dynamic_batching_forms_batches_and_twin_does_not(admin, target, name):
     finally:
         for c in clients:
             c.close()
+
+
+def _generate_over_grpc(target, prompt: bytes, max_tokens: int) -> list[tuple[float, object]]:
+    """tritonclient's stream (the reference client): (arrival s, result or error) per answer."""
+    client = grpcclient.InferenceServerClient(target.url("grpc"))
+    answers: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put(
+        (time.perf_counter(), error or result)))
+    text = grpcclient.InferInput("text_input", [1], "BYTES")
+    text.set_data_from_numpy(np.array([prompt], dtype=np.object_))
+    limit = grpcclient.InferInput("max_tokens", [1], "INT32")
+    limit.set_data_from_numpy(np.array([max_tokens], dtype=np.int32))
+    try:
+        started = time.perf_counter()
+        client.async_stream_infer("text_generator", [text, limit])
+        got = []
+        while not got or not isinstance(got[-1][1], Exception) and len(got) < max_tokens:
+            at, answer = answers.get(timeout=10)
+            got.append((at - started, answer))
+        return got
+    finally:
+        client.stop_stream()
+        client.close()
+
+
+def test_the_generator_streams_its_tokens_in_order_over_grpc(target):
+    prompt = b"the quick brown fox " * 10  # 40 words: prefill 5 ms + 40 x 50 us
+    got = _generate_over_grpc(target, prompt, 6)
+    assert [int(a.as_numpy("token_id")[0]) for _, a in got] == [
+        generated_token(prompt, i) for i in range(6)]
+    assert [a.as_numpy("text_output")[0] for _, a in got] == [
+        token_text(generated_token(prompt, i)) for i in range(6)]
+    times = [t for t, _ in got]
+    assert times == sorted(times) and times[0] < times[-1]
+    gaps = np.diff(times)
+    assert gaps.min() > 0.012, gaps  # one decode step: 15 ms + 0.5 ms x 1 active
+
+
+def test_the_generator_aborts_an_abort_prompt_and_refuses_bad_max_tokens(target):
+    got = _generate_over_grpc(target, b"ABORT@2 anything", 5)
+    assert len(got) == 3 and isinstance(got[-1][1], Exception)
+    assert "generation aborted after 2 tokens" in str(got[-1][1])
+    (only,) = _generate_over_grpc(target, b"hello", 0)
+    assert "max_tokens must be in 1..4096" in str(only[1])
+
+
+def test_the_generator_streams_server_sent_events_over_http(target):
+    body = json.dumps({"text_input": "hello world", "max_tokens": 3}).encode()
+    request = urllib.request.Request(
+        f"http://{target.host}:{target.http_port}/v2/models/text_generator/generate_stream",
+        data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("text/event-stream")
+        events = [json.loads(line[len(b"data: "):])
+                  for line in answer.read().split(b"\n\n") if line]
+    assert [e["token_id"] for e in events] == [generated_token(b"hello world", i)
+                                               for i in range(3)]

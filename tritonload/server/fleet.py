@@ -73,6 +73,12 @@ class ModelSpec:
     cost_base_us: int = 1000
     cost_per_item_us: int = 0
     steps: tuple[Step, ...] = ()
+    # Decoupled (streaming, one response per token): generator.py's continuous-batching cost.
+    decoupled: bool = False
+    prefill_base_us: int = 0
+    prefill_per_token_us: int = 0
+    step_base_us: int = 0
+    step_per_seq_us: int = 0
 
     @property
     def is_ensemble(self) -> bool:
@@ -86,7 +92,9 @@ class ModelSpec:
             raise UsageError(f"{self.name}: instances must be >= 1, got {self.instances}")
         if self.max_queue_delay_us < 0:
             raise UsageError(f"{self.name}: max_queue_delay_us must be >= 0")
-        if self.cost_base_us < 0 or self.cost_per_item_us < 0:
+        costs = (self.cost_base_us, self.cost_per_item_us, self.prefill_base_us,
+                 self.prefill_per_token_us, self.step_base_us, self.step_per_seq_us)
+        if min(costs) < 0:
             raise UsageError(f"{self.name}: costs must be >= 0 µs")
         bad = [b for b in self.preferred_batch_sizes if not 0 < b <= self.max_batch_size]
         if bad:
@@ -195,6 +203,26 @@ PIPELINE_FLEET: tuple[ModelSpec, ...] = (
     ),
 )
 
+#: An LLM stand-in: a decoupled model streaming one response per token (generator.py). Its
+#: engine batches continuously on its own, so Triton sends it requests one at a time.
+GENERATIVE_FLEET: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name="text_generator",
+        function="generator",
+        inputs=(_t("text_input", "BYTES", 1), _t("max_tokens", "INT32", 1)),
+        outputs=(_t("text_output", "BYTES", 1), _t("token_id", "INT64", 1)),
+        max_batch_size=0,
+        dynamic_batching=False,
+        instances=1,
+        cost_base_us=0,
+        decoupled=True,
+        prefill_base_us=5000,
+        prefill_per_token_us=50,
+        step_base_us=15000,
+        step_per_seq_us=500,
+    ),
+)
+
 # Fields a user may override per model, with the parser for each (see `apply_overrides`).
 OVERRIDABLE: dict[str, type] = {
     "max_queue_delay_us": int,
@@ -203,6 +231,10 @@ OVERRIDABLE: dict[str, type] = {
     "cost_base_us": int,
     "cost_per_item_us": int,
     "max_batch_size": int,
+    "prefill_base_us": int,
+    "prefill_per_token_us": int,
+    "step_base_us": int,
+    "step_per_seq_us": int,
 }
 
 
@@ -220,7 +252,7 @@ def demo_fleet(overrides: dict[str, dict[str, object]] | None = None) -> list[Mo
         twin = spec.nobatch_twin()
         twin = _replace(twin, overrides.pop(twin.name, {}))
         fleet += [spec, twin]
-    for base in PIPELINE_FLEET:
+    for base in PIPELINE_FLEET + GENERATIVE_FLEET:
         fleet.append(_replace(base, overrides.pop(base.name, {})))
     if overrides:
         known = ", ".join(m.name for m in fleet)
@@ -237,6 +269,10 @@ def _replace(spec: ModelSpec, changes: dict[str, object]) -> ModelSpec:
     if spec.is_ensemble and changes:
         raise UsageError(f"{spec.name}: an ensemble has no settings of its own; set its "
                          f"steps' ({', '.join(s.model for s in spec.steps)})")
+    generation = {"prefill_base_us", "prefill_per_token_us", "step_base_us", "step_per_seq_us"}
+    if not spec.decoupled and generation & set(changes):
+        raise UsageError(f"{spec.name}: generation costs apply to a decoupled model "
+                         "(text_generator) only")
     if not spec.dynamic_batching and {"max_queue_delay_us", "preferred_batch_sizes"} & set(changes):
         raise UsageError(f"{spec.name}: has no dynamic batching to configure")
     return dataclasses.replace(spec, **changes)
@@ -287,12 +323,16 @@ def _ensemble_config(spec: ModelSpec, tensors) -> str:
             + f"ensemble_scheduling {{\n  step [\n{steps}\n  ]\n}}\n")
 
 
+# The model config's names for datatypes whose short (KServe) name differs.
+_CONFIG_TYPES = {"BYTES": "STRING"}
+
+
 def render_config(spec: ModelSpec) -> str:
     """The model's ``config.pbtxt`` in Triton's text protobuf format."""
 
     def tensors(kind: str, specs: tuple[TensorSpec, ...]) -> str:
         rows = [
-            f'  {{ name: "{t.name}" data_type: TYPE_{t.datatype} '
+            f'  {{ name: "{t.name}" data_type: TYPE_{_CONFIG_TYPES.get(t.datatype, t.datatype)} '
             f"dims: [ {', '.join(map(str, t.dims))} ] }}"
             for t in specs
         ]
@@ -306,6 +346,8 @@ def render_config(spec: ModelSpec) -> str:
         + tensors("output", spec.outputs)
         + f"instance_group [ {{ count: {spec.instances} kind: KIND_CPU }} ]\n"
     )
+    if spec.decoupled:
+        text += "model_transaction_policy { decoupled: true }\n"
     if spec.dynamic_batching:
         preferred = (
             f"  preferred_batch_size: [ {', '.join(map(str, spec.preferred_batch_sizes))} ]\n"
@@ -322,6 +364,10 @@ def render_config(spec: ModelSpec) -> str:
         "cost_base_us": spec.cost_base_us,
         "cost_per_item_us": spec.cost_per_item_us,
     }
+    if spec.decoupled:
+        params = {"function": spec.function, "prefill_base_us": spec.prefill_base_us,
+                  "prefill_per_token_us": spec.prefill_per_token_us,
+                  "step_base_us": spec.step_base_us, "step_per_seq_us": spec.step_per_seq_us}
     for key, value in params.items():
         text += f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n'
     return text
@@ -336,13 +382,17 @@ def fleet_table(fleet: list[ModelSpec]) -> list[dict[str, str]]:
             "outputs": ", ".join(f"{t.name} {t.datatype}{list(t.dims)}" for t in m.outputs),
             "max_batch": str(m.max_batch_size),
             "batching": (
-                "ensemble: " + " → ".join(s.model for s in m.steps) if m.is_ensemble
+                "continuous (its own)" if m.decoupled
+                else "ensemble: " + " → ".join(s.model for s in m.steps) if m.is_ensemble
                 else f"delay {m.max_queue_delay_us}µs pref {list(m.preferred_batch_sizes) or '-'}"
                 if m.dynamic_batching
                 else "off"
             ),
             "instances": "-" if m.is_ensemble else str(m.instances),
             "cost": ("its steps'" if m.is_ensemble
+                     else f"prefill {m.prefill_base_us}+{m.prefill_per_token_us}×ISL µs, "
+                          f"step {m.step_base_us}+{m.step_per_seq_us}×active µs"
+                     if m.decoupled
                      else f"{m.cost_base_us}+{m.cost_per_item_us}×b µs"),
         }
         for m in fleet

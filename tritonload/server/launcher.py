@@ -282,8 +282,9 @@ class EmbeddedTriton:
             (repo / spec.name / "config.pbtxt").write_text(render_config(spec))
             if spec.is_ensemble:  # Triton runs it from the config alone
                 continue
-            for name in ("model.py", "demo_functions.py"):
-                shutil.copy2(MODEL_CODE / name, version_dir / name)
+            code = "generator.py" if spec.decoupled else "model.py"  # Triton runs model.py
+            shutil.copy2(MODEL_CODE / code, version_dir / "model.py")
+            shutil.copy2(MODEL_CODE / "demo_functions.py", version_dir / "demo_functions.py")
         return repo
 
     def _server_env(self, dist: Path) -> dict[str, str]:

@@ -4,9 +4,13 @@ Shared by the Triton Python-backend model (model.py, which Triton runs in its st
 with this file beside it) and by tests, which recompute expected outputs with them.
 """
 
+import zlib
+
 import numpy as np
 
 RANKER_ITEMS = 14041
+VOCABULARY = 32000
+MAX_TOKENS_LIMIT = 4096
 WIDE_RANKER_ROWS = 512
 
 
@@ -51,3 +55,22 @@ FUNCTIONS = {
     "wide_ranker": lambda inputs: _ranker(inputs, WIDE_RANKER_ROWS),
     "narrow_ranker": lambda inputs: _ranker(inputs, None),
 }
+
+
+# text_generator (generator.py): its tokens, a function of the prompt and the position.
+def generated_token(prompt: bytes, position: int) -> int:
+    """The id of the token at ``position`` (0-based) generated for ``prompt``."""
+    return (zlib.crc32(prompt) + 7919 * position) % VOCABULARY
+
+
+def token_text(token_id: int) -> bytes:
+    """The text a token id stands for, with its trailing space."""
+    return b"t%d " % token_id
+
+
+def abort_after(prompt: bytes) -> int | None:
+    """The token count after which an ``ABORT@k`` prompt is aborted, else None."""
+    if not prompt.startswith(b"ABORT@"):
+        return None
+    digits = prompt[6:].split(maxsplit=1)[0] if len(prompt) > 6 else b""
+    return int(digits) if digits.isdigit() else 0

@@ -1,0 +1,141 @@
+"""Triton Python-backend model for ``text_generator``: a decoupled model that streams tokens.
+
+It stands in for an LLM served by vLLM or TensorRT-LLM, which Triton runs as decoupled models
+(``model_transaction_policy { decoupled: true }``): one request, one response per generated
+token, then a final flag. It runs inside Triton's Python-backend stub process.
+
+Inputs: ``text_input`` (BYTES [1], the prompt) and ``max_tokens`` (INT32 [1]). Each response
+carries one token: ``text_output`` (BYTES [1], the token's text followed by a space) and
+``token_id`` (INT64 [1]). A token is a whitespace-separated word; the prompt's word count is
+its input sequence length (ISL). Tokens are a deterministic function of the prompt and the
+position (`demo_functions.generated_token`, shared with tests).
+
+Cost model (continuous batching, as an LLM engine schedules on a GPU). One scheduler thread
+owns the accelerator; ``execute`` only hands requests to it and returns. Each step is one of:
+
+* a **prefill** of every request that arrived since the last step: it sleeps
+  ``prefill_base_us + prefill_per_token_us × (their ISLs summed)`` and emits each one's first
+  token, so time to first token grows with the prompt and with the queue of arrivals;
+* a **decode** step for every active sequence: it sleeps
+  ``step_base_us + step_per_seq_us × active`` and emits one token to each, so inter-token
+  latency grows with the sequences in flight.
+
+Arrivals are served before decoding (vLLM's default, without chunked prefill), so a busy
+server stretches the gaps between tokens of the sequences already running. Sleeping leaves
+the CPU free, like a GPU kernel.
+
+A prompt that starts with ``ABORT@k`` (k a number) is aborted by the model after ``k`` tokens
+with an error response: the stand-in for an engine that drops a stream mid-way.
+"""
+
+import json
+import threading
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from demo_functions import MAX_TOKENS_LIMIT, abort_after, generated_token, token_text
+
+
+class _Sequence:
+    __slots__ = ("sender", "prompt", "isl", "max_tokens", "emitted", "abort_at")
+
+    def __init__(self, sender, prompt: bytes, max_tokens: int) -> None:
+        self.sender = sender
+        self.prompt = prompt
+        self.isl = len(prompt.split())
+        self.max_tokens = max_tokens
+        self.emitted = 0
+        self.abort_at = abort_after(prompt)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        us = {k: int(params.get(k, 0)) / 1e6 for k in (
+            "prefill_base_us", "prefill_per_token_us", "step_base_us", "step_per_seq_us")}
+        self.prefill_base_s = us["prefill_base_us"]
+        self.prefill_per_token_s = us["prefill_per_token_us"]
+        self.step_base_s = us["step_base_us"]
+        self.step_per_seq_s = us["step_per_seq_us"]
+        self.cond = threading.Condition()
+        self.arrived: list[_Sequence] = []
+        self.active: list[_Sequence] = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._schedule, daemon=True)
+        self.thread.start()
+
+    def execute(self, requests):
+        for request in requests:
+            sender = request.get_response_sender()
+            try:
+                prompt = pb_utils.get_input_tensor_by_name(request, "text_input").as_numpy()
+                prompt = prompt.reshape(-1)[0]
+                prompt = prompt.encode() if isinstance(prompt, str) else bytes(prompt)
+                max_tokens = int(pb_utils.get_input_tensor_by_name(
+                    request, "max_tokens").as_numpy().reshape(-1)[0])
+                if not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+                    raise ValueError(f"max_tokens must be in 1..{MAX_TOKENS_LIMIT}, "
+                                     f"got {max_tokens}")
+            except Exception as exc:  # a bad request must not take the model down
+                self._fail(sender, str(exc))
+                continue
+            with self.cond:
+                self.arrived.append(_Sequence(sender, prompt, max_tokens))
+                self.cond.notify()
+        return None
+
+    def finalize(self):
+        with self.cond:
+            self.stopping = True
+            self.cond.notify()
+        self.thread.join(timeout=5)
+
+    def _schedule(self):
+        while True:
+            with self.cond:
+                while not (self.arrived or self.active or self.stopping):
+                    self.cond.wait()
+                if self.stopping:
+                    return
+                arrived, self.arrived = self.arrived, []
+            if arrived:
+                time.sleep(self.prefill_base_s
+                           + self.prefill_per_token_s * sum(s.isl for s in arrived))
+                stepped = arrived
+                self.active.extend(arrived)
+            else:
+                time.sleep(self.step_base_s + self.step_per_seq_s * len(self.active))
+                stepped = self.active
+            for seq in stepped:
+                self._emit(seq)
+            self.active = [s for s in self.active if s.sender is not None]
+
+    def _emit(self, seq: _Sequence) -> None:
+        if seq.abort_at is not None and seq.emitted >= seq.abort_at:
+            self._fail(seq.sender, f"generation aborted after {seq.emitted} tokens")
+            seq.sender = None
+            return
+        token = generated_token(seq.prompt, seq.emitted)
+        seq.emitted += 1
+        done = seq.emitted >= seq.max_tokens
+        response = pb_utils.InferenceResponse(output_tensors=[
+            pb_utils.Tensor("text_output", np.array([token_text(token)], dtype=np.object_)),
+            pb_utils.Tensor("token_id", np.array([token], dtype=np.int64))])
+        flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if done else 0
+        try:
+            seq.sender.send(response, flags=flags)
+        except Exception:  # the client went away: the sequence ends here
+            done = True
+        if done:
+            seq.sender = None
+
+    @staticmethod
+    def _fail(sender, message: str) -> None:
+        try:
+            sender.send(pb_utils.InferenceResponse(output_tensors=[],
+                                                   error=pb_utils.TritonError(message)),
+                        flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        except Exception:  # the client went away
+            pass
