@@ -60,6 +60,9 @@ class ModelInfo:
     #: The served outputs (datatype, shape without the batch dim): what ``validation_data``
     #: is read against.
     output_tensors: tuple[TensorInfo, ...] = ()
+    #: A decoupled model (``model_transaction_policy { decoupled: true }``): it answers with a
+    #: stream of responses, over gRPC's ModelStreamInfer or HTTP's generate_stream only.
+    decoupled: bool = False
 
     @classmethod
     def from_served(cls, metadata: Mapping[str, Any], config: Mapping[str, Any]) -> ModelInfo:
@@ -76,6 +79,7 @@ class ModelInfo:
             outputs=tuple(t["name"] for t in metadata.get("outputs", [])),
             max_batch_size=int(config.get("max_batch_size", 0)),
             output_tensors=tuple(tensor(t) for t in metadata.get("outputs", [])),
+            decoupled=bool(config.get("model_transaction_policy", {}).get("decoupled")),
         )
 
 
