@@ -37,3 +37,11 @@ def test_max_in_flight_0_is_one_line_and_exit_2(tmp_path, target):
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert error_lines(proc.stderr) == ["tritonload: error: --max-in-flight must be >= 1, got 0"]
     assert "Traceback" not in proc.stderr and "locust exited" not in proc.stderr
+
+
+def test_a_decoupled_model_in_the_mix_is_one_line_and_exit_2(tmp_path, target):
+    proc = _run(tmp_path, target, "-u", "1", "-t", "3s", "--mix", "text_generator:1")
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (line,) = error_lines(proc.stderr)
+    assert line.startswith("tritonload: error: text_generator is a decoupled (streaming) model")
+    assert "Traceback" not in proc.stderr

@@ -282,6 +282,10 @@ def _payloads(admin: TritonAdmin, models: list[str], options: Any,
     for model in models:
         config = admin.config(model)
         info = ModelInfo.from_served(admin.metadata(model), config)
+        if info.decoupled:  # the unary users' requests would all fail
+            raise UsageError(f"{model} is a decoupled (streaming) model: it answers over "
+                             "gRPC streams and HTTP generate_stream only, which these users "
+                             "do not speak yet; leave it out of the mix")
         configs[model] = config_snapshot(config)
         if model in files:
             payloads[model] = load_payload_file(files[model], info)
