@@ -8,11 +8,14 @@ frames, padding, CONTINUATION, trailers-only errors, RST_STREAM and GOAWAY.
 
 from __future__ import annotations
 
+import itertools
 import socket
+import time
 
 import grpc
 import h2.events
 import pytest
+from tritonclient.grpc import service_pb2
 
 from tests.engine.h2_peer import OK_HEADERS, Peer
 from tritonload.core.errors import classify, message_of
@@ -123,3 +126,62 @@ def test_server_closing_mid_call_is_a_connection_error(peer_factory):
     with pytest.raises(ConnectionError) as info:
         peer.client().call(BLOCK, grpc_message(b"q"))
     assert classify(info.value) == "unavailable"
+
+
+STREAM_BLOCK = encode_headers("/inference.GRPCInferenceService/ModelStreamInfer", "peer:1", {},
+                              None)
+
+
+def _stream_response(token: int = 0, error: str = "") -> bytes:
+    response = service_pb2.ModelStreamInferResponse(error_message=error)
+    if not error:
+        response.infer_response.model_name = "text_generator"
+        response.infer_response.raw_output_contents.append(token.to_bytes(8, "little"))
+    return response.SerializeToString()
+
+
+def test_a_stream_call_times_each_message_as_it_arrives(peer_factory):
+    """Three responses: one split over two DATA frames, two sharing a frame, sent 30 ms apart;
+    each is timed when its last byte is read, and the trailers end the call."""
+    def answer(conn, stream, body):
+        conn.send_headers(stream, OK_HEADERS)
+        first, second, third = (grpc_message(_stream_response(t)) for t in (11, 12, 13))
+        for chunk in (first[:7], first[7:] + second[:3], second[3:] + third):
+            conn.send_data(stream, chunk)
+            peer.sock.sendall(conn.data_to_send())
+            time.sleep(0.03)
+        conn.send_headers(stream, [("grpc-status", "0")], end_stream=True)
+
+    peer = peer_factory(answer)
+    client = peer.client()
+    started = time.perf_counter_ns()
+    got = client.stream_call(STREAM_BLOCK, grpc_message(b"request"), keep=True)
+    gaps_ms = [(b - a) / 1e6 for a, b in itertools.pairwise([started, *got.arrivals_ns])]
+    assert got.error is None and len(got.arrivals_ns) == 3
+    assert gaps_ms[1] > 20 and gaps_ms[2] < 10  # the second completes in the third frame
+    assert got.sizes == [len(_stream_response(t)) for t in (11, 12, 13)]
+    tokens = [int.from_bytes(service_pb2.ModelStreamInferResponse.FromString(m)
+                             .infer_response.raw_output_contents[0], "little")
+              for m in got.messages]
+    assert tokens == [11, 12, 13] and client.reusable
+    assert peer.requests[0][0][":path"] == "/inference.GRPCInferenceService/ModelStreamInfer"
+
+
+def test_a_stream_response_error_is_kept_and_a_cut_message_fails(peer_factory):
+    def answer(conn, stream, body):
+        conn.send_headers(stream, OK_HEADERS)
+        message = grpc_message(_stream_response(7)) + grpc_message(
+            _stream_response(error="generation aborted after 1 tokens"))
+        if stream == 3:
+            message = message[:-4]  # the last message cut short
+        conn.send_data(stream, message)
+        conn.send_headers(stream, [("grpc-status", "0")], end_stream=True)
+
+    peer = peer_factory(answer)
+    client = peer.client()
+    got = client.stream_call(STREAM_BLOCK, grpc_message(b"q"))
+    assert got.error == "generation aborted after 1 tokens" and len(got.sizes) == 2
+    assert got.messages is None
+    with pytest.raises(GrpcStatusError, match="the stream ended inside a message") as info:
+        client.stream_call(STREAM_BLOCK, grpc_message(b"q"))
+    assert info.value.code() is grpc.StatusCode.INTERNAL

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tritonload.core.config import Target
 from tritonload.core.errors import UsageError, classify
 from tritonload.server.fleet import DEMO_SHAPES
 from tritonload.triton.admin import TritonAdmin
@@ -147,3 +148,15 @@ def test_a_header_that_would_break_a_request_head_is_refused(target, headers):
 
     with pytest.raises(UsageError, match="bad header"):
         replace(target, headers=headers)
+
+
+@pytest.mark.parametrize("kind", [GrpcTransport, HttpTransport])
+def test_bytes_tensors_go_out_length_prefixed(kind):
+    """BYTES elements, each after its 4-byte little-endian length (KServe's raw layout). The
+    gRPC request once carried the serialized array's object pointer instead."""
+    import numpy as np
+
+    payload = Payload("m", ({"text": np.array([[b"ab", b"cde"]], dtype=object)},), ("out",),
+                      "test")
+    (prepared,) = kind(Target(host="127.0.0.1")).prepare(payload)
+    assert b"\x02\x00\x00\x00ab\x03\x00\x00\x00cde" in bytes(prepared.request)

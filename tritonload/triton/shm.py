@@ -70,7 +70,9 @@ def tensor_bytes(array: np.ndarray) -> bytes | memoryview:
     if array.dtype == object:
         from tritonclient.utils import serialize_byte_tensor
 
-        return serialize_byte_tensor(array).tobytes()
+        # A 0-d object array holding the serialized bytes: .item(), not .tobytes() (which
+        # gives the object pointer).
+        return serialize_byte_tensor(array).item()
     return memoryview(np.ascontiguousarray(array)).cast("B")
 
 

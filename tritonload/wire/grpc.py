@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from tritonclient.grpc import InferResult, service_pb2
-from tritonclient.utils import np_to_triton_dtype, serialize_byte_tensor
+from tritonclient.utils import np_to_triton_dtype
 
 from tritonload.core.config import Target
 from tritonload.triton.expected import check_outputs
 from tritonload.triton.payloads import Payload
-from tritonload.triton.shm import Placement
+from tritonload.triton.shm import Placement, tensor_bytes
 from tritonload.wire.grpc_wire import GrpcConnection, GrpcStatusError, encode_headers, grpc_message
 from tritonload.wire.prepared import Prepared
 from tritonload.wire.sockets import Connections
@@ -52,9 +52,7 @@ class GrpcTransport:
                 if placed is not None:
                     _name_region(tensor.parameters, placed.inputs[name])
                 else:
-                    request.raw_input_contents.append(
-                        serialize_byte_tensor(array).tobytes() if array.dtype == object
-                        else array.tobytes())
+                    request.raw_input_contents.append(bytes(tensor_bytes(array)))
             for name in payload.outputs:
                 output = request.outputs.add()
                 output.name = name

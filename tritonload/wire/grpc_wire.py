@@ -34,13 +34,22 @@ SETTINGS or a bad grpc-status raised struct.error or ValueError, a 3-byte PING w
 
 The response message is counted, not kept: the load generator records its size only.
 `GrpcConnection.call_for_message` keeps it, for ``--validate``, which decodes the outputs.
+
+`GrpcConnection.stream_call` is a ModelStreamInfer call carrying one request, for a decoupled
+model (an LLM's tokens): the request is sent and the client's side of the stream closed at
+once, and Triton answers with one ModelStreamInferResponse message per response, then the
+trailers once the last one is sent. Each message is timed when the frame that completes it
+has been read (`StreamAnswer.arrivals_ns`), not when the call ends, so a token's time is its
+arrival; the messages themselves are kept only when asked.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import grpc
 import hpack
@@ -155,6 +164,18 @@ class GrpcConnection:
         call = _Call(self._open_stream(), keep=True)
         self._exchange(header_block, message, call)
         return b"".join(call.chunks)[5:]
+
+    def stream_call(self, header_block: bytes, message: bytes, keep: bool = False
+                    ) -> StreamAnswer:
+        """One request on a bidirectional stream (ModelStreamInfer), read to its trailers.
+
+        Returns every response message's arrival time and size (the messages too with
+        ``keep``); raises GrpcStatusError for a non-OK grpc-status. A response that carries
+        an error (the model's) does not raise: `StreamAnswer.error` says it.
+        """
+        call = _StreamCall(self._open_stream(), keep)
+        self._exchange(header_block, message, call)
+        return call.answer
 
     def _open_stream(self) -> int:
         stream = self.next_stream
@@ -385,6 +406,16 @@ class _Call:
         self.ended = True
 
     def result(self) -> int:
+        self._check_status()
+        size = self.received - 5  # minus the gRPC message prefix
+        if len(self.prefix) < 5 or int.from_bytes(self.prefix[1:], "big") != size:
+            raise GrpcStatusError(grpc.StatusCode.INTERNAL,
+                                  f"the answer is not one gRPC message: {self.received} bytes, "
+                                  f"prefix {bytes(self.prefix).hex() or 'none'}")
+        return size
+
+    def _check_status(self) -> None:
+        """Raise what ended the call, unless it was an OK grpc-status."""
         if self.error is not None:
             raise self.error
         status = self.trailers.get(b"grpc-status")
@@ -397,12 +428,67 @@ class _Call:
             if code is not grpc.StatusCode.OK:  # "00" is OK too
                 message = _percent_decode(self.trailers.get(b"grpc-message", b""))
                 raise GrpcStatusError(code or grpc.StatusCode.UNKNOWN, message)
-        size = self.received - 5  # minus the gRPC message prefix
-        if len(self.prefix) < 5 or int.from_bytes(self.prefix[1:], "big") != size:
+
+
+@dataclass(slots=True)
+class StreamAnswer:
+    """What a stream call got: per response message, when it arrived and its size."""
+
+    arrivals_ns: list[int] = field(default_factory=list)  # time.perf_counter_ns()
+    sizes: list[int] = field(default_factory=list)
+    #: The first error a response carried (ModelStreamInferResponse.error_message), if any.
+    error: str | None = None
+    #: The messages (serialized ModelStreamInferResponse), with ``keep`` only.
+    messages: list[bytes] | None = None
+
+
+class _StreamCall(_Call):
+    """A stream call's state: DATA split into gRPC messages as they complete."""
+
+    __slots__ = ("pending", "answer")
+
+    def __init__(self, stream: int, keep: bool) -> None:
+        super().__init__(stream)
+        self.pending = b""  # the start of a message not complete yet
+        self.answer = StreamAnswer(messages=[] if keep else None)
+
+    def data(self, payload: bytes) -> None:
+        now = time.perf_counter_ns()
+        self.received += len(payload)
+        buf = self.pending + payload if self.pending else payload
+        offset, answer = 0, self.answer
+        while len(buf) - offset >= 5:
+            size = int.from_bytes(buf[offset + 1:offset + 5], "big")
+            end = offset + 5 + size
+            if end > len(buf):
+                break
+            answer.arrivals_ns.append(now)
+            answer.sizes.append(size)
+            # error_message is field 1 (tag 0x0a), written first and only when set.
+            if buf[offset] == 0 and size and buf[offset + 5] == 0x0A and answer.error is None:
+                answer.error = _stream_error(bytes(buf[offset + 5:end]))
+            if answer.messages is not None:
+                answer.messages.append(bytes(buf[offset + 5:end]))
+            offset = end
+        self.pending = bytes(buf[offset:])
+
+    def result(self) -> int:
+        self._check_status()
+        if self.pending:
             raise GrpcStatusError(grpc.StatusCode.INTERNAL,
-                                  f"the answer is not one gRPC message: {self.received} bytes, "
-                                  f"prefix {bytes(self.prefix).hex() or 'none'}")
-        return size
+                                  f"the stream ended inside a message ({len(self.pending)} "
+                                  "bytes of it)")
+        return self.received
+
+
+def _stream_error(message: bytes) -> str:
+    """The error_message of a serialized ModelStreamInferResponse."""
+    from tritonclient.grpc import service_pb2
+
+    try:
+        return service_pb2.ModelStreamInferResponse.FromString(message).error_message
+    except Exception as exc:  # noqa: BLE001 - a malformed message is an error all the same
+        return f"undecodable stream response: {exc}"
 
 
 def _percent_decode(value: bytes) -> str:

@@ -20,6 +20,11 @@ owns the accelerator; ``execute`` only hands requests to it and returns. Each st
   ``step_base_us + step_per_seq_us × active`` and emits one token to each, so inter-token
   latency grows with the sequences in flight.
 
+Measured through `GrpcConnection.stream_call` (tests/engine/test_streaming.py's costs: steps
+of 19 ms + 1 ms per active sequence, prefill 2 ms + 200 µs per word): ITL P50 20.7 ms alone,
+24.4 ms with 4 sequences and 29.4 ms with 8 (the model says 20, 23 and 27: each response's send
+costs the backend about 0.3 ms more); TTFT 5.4 ms for 10 words and 45.9 ms for 210.
+
 Arrivals are served before decoding (vLLM's default, without chunked prefill), so a busy
 server stretches the gaps between tokens of the sequences already running. Sleeping leaves
 the CPU free, like a GPU kernel.
