@@ -264,6 +264,8 @@ def _record_chunk(
             "bytes_received": np.array([m.bytes_received for m in models], np.int64)[model_idx],
             "user_id": rng.integers(0, 16, n, dtype=np.int32),
             "worker": const_col("local"),
+            **{c: pa.nulls(n, schema.REQUESTS.field(c).type)
+               for c in schema.GENERATION_COLUMNS},
         },
         schema=schema.REQUESTS,
     )

@@ -36,7 +36,8 @@ class Feeder:
         self._n = itertools.count()
 
     def send(self, model: str = "recommender", latency_us: float | None = None,
-             error_kind: str | None = None, user_id: int = 0) -> dict:
+             error_kind: str | None = None, user_id: int = 0,
+             generation: dict | None = None) -> dict:
         n = next(self._n)
         latency_ns = int((latency_us if latency_us is not None else 1000 + n) * 1000)
         start_ns = T0_NS + n * 1_000_000
@@ -48,6 +49,7 @@ class Feeder:
             "mode": self.mode,
             "bytes_sent": 512 + n,
             "user_id": user_id,
+            **(generation or {}),
         }
         exception = None
         received = 8 + n
@@ -64,7 +66,8 @@ class Feeder:
                "model": model, "protocol": self.protocol, "mode": self.mode,
                "ok": error_kind is None, "error_kind": error_kind or "",
                "bytes_sent": 512 + n, "bytes_received": received, "user_id": user_id,
-               "worker": self.recorder.worker}
+               "worker": self.recorder.worker,
+               **{c: (generation or {}).get(c) for c in schema.GENERATION_COLUMNS}}
         self.fed.append(row)
         return row
 
@@ -138,7 +141,9 @@ def test_parquet_parts_hold_exactly_the_rows_fed(tmp_path):
     feed = Feeder(recorder, protocol="http", mode="async")
     models = itertools.cycle(["recommender", "text_classifier", "recommender"])
     for i in range(12):
-        feed.send(model=next(models), error_kind="timeout" if i % 4 == 3 else None, user_id=i % 3)
+        feed.send(model=next(models), error_kind="timeout" if i % 4 == 3 else None, user_id=i % 3,
+                  generation={"ttft_us": 900.0 + i, "tokens_in": 40, "tokens_out": 3,
+                              "itl_us": [20_000.0, 21_000.0]} if i == 6 else None)
     recorder.on_request(request_type="grpc", name="other", response_time=1.0,
                              response_length=0, context={})  # not a tritonload event: skipped
     parts = _parts(tmp_path)
@@ -152,7 +157,14 @@ def test_parquet_parts_hold_exactly_the_rows_fed(tmp_path):
     written = pd.concat(parts, ignore_index=True)
     expected = pd.DataFrame(feed.fed, columns=schema.REQUESTS.names)
     expected["user_id"] = expected["user_id"].astype("int32")
-    pd.testing.assert_frame_equal(written, expected)
+    generation = list(schema.GENERATION_COLUMNS)
+    pd.testing.assert_frame_equal(written.drop(columns=generation),
+                                  expected.drop(columns=generation))
+    # A generation's row carries its numbers; every other row, nulls.
+    assert written["ttft_us"].notna().tolist() == [i == 6 for i in range(12)]
+    assert (written.loc[6, "ttft_us"], written.loc[6, "tokens_in"],
+            written.loc[6, "tokens_out"]) == (906.0, 40, 3)
+    assert list(written.loc[6, "itl_us"]) == [20_000.0, 21_000.0]
     assert recorder.count == 12
 
 

@@ -41,6 +41,10 @@ class OutputMismatch(Exception):
     """An answer whose outputs differ from the payload's ``validation_data`` (``--validate``)."""
 
 
+class StreamAborted(Exception):
+    """A generation the server ended with an error after some tokens had arrived."""
+
+
 def print_error(message: str) -> None:
     """The single line a user sees for a bad input or an unusable server, on stderr."""
     sys.stderr.write(f"{ERROR_PREFIX}{' '.join(message.split())}\n")
@@ -66,6 +70,7 @@ ERROR_KINDS = (
     "auth",
     "tls",
     "output_mismatch",
+    "stream_aborted",
     "server_error",
     "other",
 )
@@ -129,6 +134,8 @@ def classify(exc: BaseException) -> str:
     status = status_of(exc).removeprefix("StatusCode.")
     if isinstance(exc, OutputMismatch):
         return "output_mismatch"
+    if isinstance(exc, StreamAborted):
+        return "stream_aborted"
     if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":
         return "timeout"
     if _tls_failure(exc):

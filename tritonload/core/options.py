@@ -40,6 +40,25 @@ def add_user_options(group: Any) -> None:
     group.add_argument("--output-shared-memory-size", type=positive_int, default=None,
                        metavar="BYTES", help="with --shared-memory: answers written to "
                        "shared memory, BYTES per output (at least the largest output)")
+    add_generation_options(group)
+
+
+def add_generation_options(group: Any) -> None:
+    """The prompts of the LLM users (`tritonload.load.llm`): lengths, system prompts, dataset."""
+    group.add_argument("--isl", default=None, metavar="N|MEAN,STDDEV|@FILE",
+                       help="LLM users: input sequence length in words, fixed, normal or from "
+                       "a file of lengths (default 128)")
+    group.add_argument("--osl", default=None, metavar="N|MEAN,STDDEV|@FILE",
+                       help="LLM users: output tokens asked for (max_tokens), same forms "
+                       "(default 64)")
+    group.add_argument("--num-system-prompts", type=int, default=None, metavar="N",
+                       help="LLM users: a pool of N shared system prompts, one prepended to "
+                       "each prompt (default 0: none)")
+    group.add_argument("--system-prompt-length", type=int, default=None, metavar="WORDS",
+                       help="LLM users: words per system prompt (with --num-system-prompts)")
+    group.add_argument("--prompts", default=None, metavar="FILE.jsonl",
+                       help="LLM users: prompts from a JSONL file of {\"text\": …} (and "
+                       "optionally \"max_tokens\") instead of synthetic ones")
 
 
 def add_metrics_option(group: Any) -> None:

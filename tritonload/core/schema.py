@@ -47,7 +47,15 @@ REQUESTS = pa.schema([
     ("bytes_received", pa.int64()),
     ("user_id", pa.int32()),
     ("worker", pa.string()),
+    # A generation (a decoupled model's stream, `tritonload.load.llm`); null for the rest.
+    ("ttft_us", pa.float64()),  # send (the scheduled one in open loop) to the first token
+    ("tokens_in", pa.int32()),  # the prompt's length
+    ("tokens_out", pa.int32()),  # token responses received
+    ("itl_us", pa.list_(pa.float32())),  # the gaps between consecutive tokens
 ])
+
+#: The generation columns of `REQUESTS` (absent from runs recorded before them).
+GENERATION_COLUMNS = ("ttft_us", "tokens_in", "tokens_out", "itl_us")
 
 #: Phases of Triton's per-request statistics, in the order a request goes through them.
 PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
@@ -113,5 +121,5 @@ RUN_JSON_OPTIONAL = (
     "achieved_mix", "stability", "started_at", "ended_at", "request_count", "error_counts",
     "arrivals", "models", "payloads", "server_stats_interval_s", "gevent_threadpool_size",
     "client_cpu", "workers", "outages", "validated", "server_metrics", "shared_memory",
-    "extra",
+    "generation", "extra",
 )

@@ -33,6 +33,7 @@ from tritonload.triton.payloads import (
     load_payload_file,
     parse_shape_override,
 )
+from tritonload.triton.prompts import Lengths, PromptSpec, check_generative, prompt_payload
 from tritonload.triton.shm import SharedRegions, is_local, regions_for
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class Preflight:
     metrics: dict = dataclasses.field(default_factory=lambda: {"url": None, "note": ""})
     #: ``--shared-memory``: the regions the payloads are in (None for ``none``).
     regions: SharedRegions | None = None
+    #: run.json's ``generation``: how the LLM users' prompts were made (None without them).
+    generation: dict | None = None
 
     def shared_memory(self) -> dict | None:
         """run.json's ``shared_memory``: the kind, the output size and the regions made."""
@@ -82,7 +85,8 @@ def preflight(environment: Any) -> Preflight:
         try:
             regions = _shared_memory(target, admin, options)  # refused before any request
             admin.server_live()
-            payloads, configs = _payloads(admin, models, options, regions)
+            payloads, configs = _payloads(admin, models, options, regions,
+                                          _generative_models(settings))
             settings, replay = _with_replay(environment, settings, payloads)
             _check_access(target, settings)
             metrics = metrics_source(target, option(options, "metrics_url", None))
@@ -97,7 +101,8 @@ def preflight(environment: Any) -> Preflight:
         raise
     seed = int(option(options, "seed", 0))
     context = RunContext(target, payloads, settings, seed, ArrivalLedger(), replay=replay)
-    return Preflight(context, configs, admin, server, metrics, regions)
+    generation = prompt_spec(options).record() if _generative_models(settings) else None
+    return Preflight(context, configs, admin, server, metrics, regions, generation)
 
 
 def refresh(checks: Preflight, environment: Any) -> RunContext:
@@ -113,7 +118,8 @@ def refresh(checks: Preflight, environment: Any) -> RunContext:
     models = sorted({m for s in settings.values() for m in s.mix.models} - set(context.payloads))
     payloads = dict(context.payloads)
     if models:
-        new_payloads, configs = _payloads(checks.admin, models, options, checks.regions)
+        new_payloads, configs = _payloads(checks.admin, models, options, checks.regions,
+                                          _generative_models(settings))
         payloads.update(new_payloads)
         checks.configs.update(configs)
     settings, replay = _with_replay(environment, settings, payloads)
@@ -205,8 +211,12 @@ def _number(options: Any, name: str, default: Any, kind: type) -> Any:
 
 
 def user_settings(cls: type, options: Any) -> UserSettings:
-    """Class attributes, overridden by the options given (a given 0 is kept, and refused)."""
-    mix_spec = option(options, "mix", None) or cls.mix
+    """Class attributes, overridden by the options given (a given 0 is kept, and refused).
+
+    ``--mix`` is the classic users' mix: an LLM user class keeps its own.
+    """
+    generative = getattr(cls, "generative", False)
+    mix_spec = cls.mix if generative else option(options, "mix", None) or cls.mix
     mode = option(options, "mode", cls.mode)
     in_flight = _number(options, "max_in_flight", cls.max_in_flight, int)
     rate = _number(options, "rate", cls.rate, float)
@@ -261,12 +271,29 @@ def _check_output_size(payload: Payload, info: ModelInfo, output_size: int) -> N
                              f"{tensor.name!r} needs {needed} bytes at batch {batch}")
 
 
+def _generative_models(settings: dict[type, UserSettings]) -> set[str]:
+    """The models the LLM user classes stream from."""
+    return {m for cls, s in settings.items() if getattr(cls, "generative", False)
+            for m in s.mix.models}
+
+
+def prompt_spec(options: Any) -> PromptSpec:
+    """The LLM users' prompts as the options ask (`tritonload.triton.prompts`)."""
+    return PromptSpec(
+        isl=Lengths.parse(option(options, "isl", "128"), "--isl"),
+        osl=Lengths.parse(option(options, "osl", "64"), "--osl"),
+        system_prompts=_number(options, "num_system_prompts", 0, int),
+        system_prompt_length=_number(options, "system_prompt_length", 0, int),
+        dataset=option(options, "prompts", None))
+
+
 def _payloads(admin: TritonAdmin, models: list[str], options: Any,
-              regions: SharedRegions | None = None
+              regions: SharedRegions | None = None, generative: set[str] = frozenset()
               ) -> tuple[dict[str, Payload], dict[str, dict]]:
     """A payload per model (a --payload file, or generated), validated against the server.
 
-    Under ``--shared-memory``, each payload's tensors are then written into its regions.
+    The LLM users' models (``generative``) get prompts (`prompt_spec`). Under
+    ``--shared-memory``, each payload's tensors are then written into its regions.
     """
     files = parse_pairs(option(options, "payload", []), "--payload", "MODEL=FILE")
     unknown = set(files) - set(models)
@@ -282,13 +309,18 @@ def _payloads(admin: TritonAdmin, models: list[str], options: Any,
     for model in models:
         config = admin.config(model)
         info = ModelInfo.from_served(admin.metadata(model), config)
-        if info.decoupled:  # the unary users' requests would all fail
+        if model in generative:
+            check_generative(info)
+        elif info.decoupled:  # the unary users' requests would all fail
             raise UsageError(f"{model} is a decoupled (streaming) model: it answers over "
-                             "gRPC streams and HTTP generate_stream only, which these users "
-                             "do not speak yet; leave it out of the mix")
+                             "gRPC streams only; send to it with an LLM user "
+                             "(tritonload.users.TritonLLMUser, locustfiles/llm.py), not in "
+                             "the classic users' mix")
         configs[model] = config_snapshot(config)
         if model in files:
             payloads[model] = load_payload_file(files[model], info)
+        elif model in generative:
+            payloads[model] = prompt_payload(info, prompt_spec(options), seed=seed)
         else:
             payloads[model] = generate_payload(info, shapes.get(model),
                                                fill=option(options, "fill", "random"), seed=seed)

@@ -114,6 +114,10 @@ class Recorder:
         columns["bytes_received"].append(response_length)
         columns["user_id"].append(ctx["user_id"])
         columns["worker"].append(self.worker)
+        columns["ttft_us"].append(ctx.get("ttft_us"))
+        columns["tokens_in"].append(ctx.get("tokens_in"))
+        columns["tokens_out"].append(ctx.get("tokens_out"))
+        columns["itl_us"].append(ctx.get("itl_us"))
         self.count += 1
         self.per_model[name] += 1
         if exception is None:

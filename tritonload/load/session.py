@@ -267,4 +267,4 @@ class LoadSession:
             client_cpu=test.ticker.cpu,
             workers=self.collector.document() if self.collector is not None else None,
             outages=test.ticker.outages.document(ended_ns), server_metrics=self.checks.metrics,
-            shared_memory=self.checks.shared_memory()))
+            shared_memory=self.checks.shared_memory(), generation=self.checks.generation))

@@ -107,6 +107,14 @@ class TritonUser(User):
         """The protocol's transport; subclasses implement it."""
         raise NotImplementedError
 
+    def exchange(self, prepared: Any, origin_ns: int, fields: dict[str, Any]) -> int:
+        """Send one request; returns the bytes received, and may add record ``fields``.
+
+        ``origin_ns`` is when the request's latency counts from (perf_counter ns). The LLM
+        users stream here (`tritonload.load.llm`); ``fields`` survive a raise.
+        """
+        return self.transport.send(prepared)
+
     @task
     def send_requests(self) -> None:
         """Send requests for one time slice, then return to Locust's scheduler."""
@@ -151,16 +159,17 @@ class TritonUser(User):
             prepared = next(self.requests[self.settings.mix.draw(self.rng)])
         start_ns = time.time_ns()
         started = time.perf_counter_ns()
+        origin = intended_perf_ns if intended_perf_ns is not None else started
         exception = None
         received = 0
+        fields: dict[str, Any] = {}
         try:
-            received = self.transport.send(prepared)
+            received = self.exchange(prepared, origin, fields)
         except gevent.GreenletExit:
             raise
         except Exception as exc:  # every failure is recorded, classified, never raised
             exception = exc
         ended = time.perf_counter_ns()
-        origin = intended_perf_ns if intended_perf_ns is not None else started
         context = {
             "intended_start_ns": intended_start_ns if intended_start_ns is not None else start_ns,
             "start_ns": start_ns,
@@ -169,6 +178,7 @@ class TritonUser(User):
             "mode": self.settings.mode,
             "bytes_sent": prepared.bytes_sent,
             "user_id": self.user_id,
+            **fields,
         }
         if exception is not None:
             kind = classify(exception)

@@ -4,6 +4,7 @@ They live in `tritonload.load.users`; this module keeps ``from tritonload.users 
 working for existing locustfiles.
 """
 
+from tritonload.load.llm import TritonLLMUser
 from tritonload.load.users import TritonGrpcUser, TritonHttpUser, TritonUser
 
-__all__ = ["TritonGrpcUser", "TritonHttpUser", "TritonUser"]
+__all__ = ["TritonGrpcUser", "TritonHttpUser", "TritonLLMUser", "TritonUser"]

@@ -18,11 +18,18 @@ from tritonload.core.config import Target
 from tritonload.triton.expected import check_outputs
 from tritonload.triton.payloads import Payload
 from tritonload.triton.shm import Placement, tensor_bytes
-from tritonload.wire.grpc_wire import GrpcConnection, GrpcStatusError, encode_headers, grpc_message
+from tritonload.wire.grpc_wire import (
+    GrpcConnection,
+    GrpcStatusError,
+    StreamAnswer,
+    encode_headers,
+    grpc_message,
+)
 from tritonload.wire.prepared import Prepared
 from tritonload.wire.sockets import Connections
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+MODEL_STREAM_INFER = "/inference.GRPCInferenceService/ModelStreamInfer"
 
 
 class GrpcTransport:
@@ -33,8 +40,12 @@ class GrpcTransport:
     def __init__(self, target: Target) -> None:
         self.connections = Connections(target, "grpc", alpn="h2", wrap=GrpcConnection,
                                        reusable=GrpcConnection.settle)
+        scheme = "https" if target.ssl else "http"
         self.header_block = encode_headers(MODEL_INFER, target.url("grpc"), target.headers,
-                                           target.timeout_s, "https" if target.ssl else "http")
+                                           target.timeout_s, scheme)
+        # A decoupled model's stream: the timeout covers the whole generation.
+        self.stream_block = encode_headers(MODEL_STREAM_INFER, target.url("grpc"),
+                                           target.headers, target.timeout_s, scheme)
 
     def prepare(self, payload: Payload) -> list[Prepared]:
         """Each payload entry as a ready gRPC message holding a ModelInferRequest.
@@ -86,6 +97,24 @@ class GrpcTransport:
             result = InferResult(service_pb2.ModelInferResponse.FromString(message))
             check_outputs(prepared.model, prepared.expected, result.as_numpy)
         return size
+
+    def stream(self, prepared: Prepared) -> StreamAnswer:
+        """One generation on a ModelStreamInfer stream: every response's arrival and size.
+
+        Raises on a non-OK status; an error a response carries is `StreamAnswer.error`.
+        """
+        connections = self.connections
+        connection = connections.get()
+        try:
+            answer = connection.stream_call(self.stream_block, prepared.request)
+        except GrpcStatusError:
+            connections.give_back(connection, connection.reusable)
+            raise
+        except BaseException:
+            connection.close()
+            raise
+        connections.give_back(connection, connection.reusable)
+        return answer
 
     def close(self) -> None:
         """Close the idle connections; those in use close when their call ends (`Connections`)."""

@@ -14,10 +14,12 @@ class Prepared:
     """One prebuilt request: the bytes (or message) the transport sends, and its size.
 
     ``expected`` holds the outputs the answer must carry under ``--validate`` (the payload's
-    ``validation_data`` for this entry); None when the answer is only counted.
+    ``validation_data`` for this entry); None when the answer is only counted. ``tokens_in``:
+    a generation's prompt length (`tritonload.load.llm`).
     """
 
     model: str
     request: Any
     bytes_sent: int
     expected: Mapping[str, np.ndarray] | None = None
+    tokens_in: int | None = None
