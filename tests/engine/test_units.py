@@ -179,3 +179,25 @@ def test_stats_deltas_are_differences_with_missing_fields_as_zero():
     assert counters["queue_ns"] == 4000
     assert counters["compute_infer_ns"] == 0  # absent in both: 0, not an error
     assert batches == {4: (2, 2), 8: (1, 1)}
+
+
+def test_compact_rows_keep_every_row_in_order_and_seal_as_they_grow():
+    import pyarrow as pa
+
+    from tritonload.core.schema import ARRIVALS
+    from tritonload.load.server_stats import SEAL_ROWS, SEAL_TABLES, CompactRows
+
+    rows = CompactRows(ARRIVALS)
+    assert rows.table().num_rows == 0 and rows.table().schema == ARRIVALS
+    fed = [{"t_start_ns": i, "t_end_ns": i + 1, "scheduled": i, "late": 0, "dropped": 0}
+           for i in range(SEAL_ROWS + 5)]
+    rows.extend(fed[:SEAL_ROWS])
+    assert len(rows._sealed) == 1 and not rows._dicts  # sealed at SEAL_ROWS
+    rows.extend(fed[SEAL_ROWS:])
+    for i in range(SEAL_TABLES):
+        rows.add_table(pa.Table.from_pylist([{**fed[0], "scheduled": -i}], schema=ARRIVALS))
+    assert len(rows._sealed) == 2 and len(rows) == SEAL_ROWS + 5 + SEAL_TABLES
+    table = rows.table()
+    assert table.column("scheduled").to_pylist() == [
+        *range(SEAL_ROWS + 5), *(-i for i in range(SEAL_TABLES))]
+    assert all(c.num_chunks == 1 for c in rows._sealed[0].columns)
