@@ -49,6 +49,10 @@ RECORD_COLUMNS = (
     "bytes_sent",
     "bytes_received",
 )
+#: The columns of `RunSet.generations`: a generation's record (runs without LLM users, or
+#: recorded before these columns, have none).
+GENERATION_COLUMNS = ("intended_start_ns", "latency_us", "model", "protocol", "mode", "ok",
+                      "error_kind", *schema.GENERATION_COLUMNS)
 #: String record columns read as dictionaries (pandas ``category``).
 CATEGORICAL_COLUMNS = ("model", "protocol", "mode", "error_kind")
 #: Columns attached to every record from ``run.json``.
@@ -88,6 +92,9 @@ class RunSet:
             that have one, with ``run_id``; run.json's ``server_metrics`` says why a run
             has none.
         warnings: incompatibilities accepted with ``force=True`` and missing optional files.
+        generations: the LLM users' requests (a row per generation, `GENERATION_COLUMNS`:
+            the request's own columns, TTFT, tokens in and out, the inter-token gaps as an
+            array), with ``run_id``, ``load_kind`` and ``load_level``; empty without them.
 
     """
 
@@ -101,6 +108,7 @@ class RunSet:
     server_metrics: pd.DataFrame = field(
         default_factory=lambda: _empty_frame(SERVER_METRICS_COLUMNS, _METRICS_STRINGS))
     warnings: list[str] = field(default_factory=list)
+    generations: pd.DataFrame = field(default_factory=lambda: _empty_generations())
 
 
 def _require_pyarrow() -> None:
@@ -163,6 +171,35 @@ def _read_records(run_dir: Path, meta: dict) -> pa.Table:
         )
         out.append(t)
     return pa.concat_tables(out)
+
+
+def _read_generations(run_dir: Path, meta: dict) -> pd.DataFrame | None:
+    """The run's generations (records with ``tokens_out``), or None when it has none."""
+    tables = []
+    for part in request_parts(run_dir):
+        if "tokens_out" not in pq.read_schema(part).names:
+            return None  # recorded before the generation columns
+        t = _read_parquet(part, GENERATION_COLUMNS, ())
+        t = t.filter(pc.is_valid(t.column("tokens_out")))
+        if t.num_rows:
+            tables.append(t)
+    if not tables:
+        return None
+    frame = pa.concat_tables(tables).to_pandas()
+    for column in ("model", "protocol", "mode", "error_kind"):
+        frame[column] = frame[column].astype(str)
+    frame["run_id"] = str(meta["run_id"])
+    frame["load_kind"] = str(meta["load"]["kind"])
+    frame["load_level"] = float(meta["load"]["level"])
+    return frame
+
+
+def _empty_generations() -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in (
+        *GENERATION_COLUMNS, *RUN_COLUMNS)})
+    for column in ("model", "protocol", "mode", "error_kind", "run_id", "load_kind"):
+        frame[column] = frame[column].astype(str)
+    return frame
 
 
 def _read_server_file(run_dir: Path, name: str, columns: Sequence[str], run_id: str,
@@ -333,6 +370,7 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
 
     record_tables, stats_tables, batch_tables, metric_tables, rows = [], [], [], [], []
     step_tables: list[pa.Table | None] = []
+    generations = []
     for meta, path in zip(metas, paths, strict=True):
         rid = str(meta["run_id"])
         rec = _read_records(path, meta)
@@ -357,6 +395,7 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
         metric_tables.append(_read_server_metrics(path, rid))
         step_tables.append(_read_optional(path, schema.SERVER_STEPS_FILE, SERVER_STEPS_COLUMNS,
                                           _STEPS_STRINGS, rid))
+        generations.append(_read_generations(path, meta))
         rows.append(
             {
                 "run_id": rid,
@@ -394,6 +433,8 @@ def _load_runs(paths: list[Path], *, force: bool) -> RunSet:
         server_steps=_concat(step_tables, SERVER_STEPS_COLUMNS, _STEPS_STRINGS),
         server_metrics=_concat(metric_tables, SERVER_METRICS_COLUMNS, _METRICS_STRINGS),
         warnings=warnings,
+        generations=(pd.concat([g for g in generations if g is not None], ignore_index=True)
+                     if any(g is not None for g in generations) else _empty_generations()),
     )
 
 

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 from tritonload.core.errors import UsageError
 from tritonload.core.numbers import Numbers
+from tritonload.core.tokens import TokenNumbers
 
 BREACH_EXIT_CODE = 3
 _UNITS_MS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}
-_SLO = re.compile(r"^\s*(?P<name>p\d+(?:\.\d+)?|error_rate|rps)\s*(?:=|<=|<)\s*"
+_SLO = re.compile(r"^\s*(?P<name>p\d+(?:\.\d+)?|error_rate|rps|(?:ttft|itl)(?:_p\d+(?:\.\d+)?)?)"
+                  r"\s*(?:=|<=|<)\s*"
                   r"(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>us|µs|ms|s|%)?\s*$")
 
 
@@ -25,11 +27,20 @@ _SLO = re.compile(r"^\s*(?P<name>p\d+(?:\.\d+)?|error_rate|rps)\s*(?:=|<=|<)\s*"
 class Slo:
     """One objective: a latency percentile (ms), the error rate (fraction), or minimum rps."""
 
-    name: str  # "p95", "p99.9", "error_rate", "rps"
+    name: str  # "p95", "p99.9", "error_rate", "rps", "ttft_p95", "itl_p95"
     limit: float
+
+    @property
+    def token_metric(self) -> tuple[str, float] | None:
+        """``(metric, percentile)`` of a generation objective (``ttft``, ``itl``), else None."""
+        metric, _, percentile = self.name.partition("_p")
+        return (metric, float(percentile)) if metric in ("ttft", "itl") else None
 
     def describe(self) -> str:
         """Human form of the limit."""
+        if self.token_metric:
+            metric, percentile = self.token_metric
+            return f"{metric.upper()} P{percentile:g} ≤ {self.limit:.2f} ms"
         if self.name == "error_rate":
             return f"error_rate ≤ {self.limit:.3%}"
         if self.name == "rps":
@@ -57,11 +68,22 @@ class Verdict:
 
 
 def parse_slo(text: str) -> Slo:
-    """Parse ``p95=50ms``, ``p99.9=1s``, ``error_rate=0.5%`` or ``rps=200``."""
+    """Parse ``p95=50ms``, ``p99.9=1s``, ``error_rate=0.5%``, ``rps=200``, ``ttft=200ms``.
+
+    ``ttft`` and ``itl`` judge a generation's P95 (``ttft_p99=…`` for another percentile).
+    """
     match = _SLO.match(text)
     if not match:
-        raise UsageError(f"bad SLO {text!r}: expected e.g. p95=50ms, p99=120ms, error_rate=0.5%")
+        raise UsageError(f"bad SLO {text!r}: expected e.g. p95=50ms, p99=120ms, error_rate=0.5%"
+                         ", ttft=200ms, itl=30ms")
     name, value, unit = match["name"], float(match["value"]), match["unit"]
+    if name.startswith(("ttft", "itl")):
+        metric, _, percentile = name.partition("_p")
+        if percentile and not 0 < float(percentile) < 100:
+            raise UsageError(f"bad SLO {text!r}: percentile must be between 0 and 100")
+        if unit in (None, "%"):
+            raise UsageError(f"bad SLO {text!r}: give a latency unit (us, ms or s)")
+        return Slo(f"{metric}_p{percentile or '95'}", value * _UNITS_MS[unit])
     if name.startswith("p"):
         if not 0 < float(name[1:]) < 100:
             raise UsageError(f"bad SLO {text!r}: percentile must be between 0 and 100")
@@ -90,14 +112,23 @@ def parse_slos(items: list[str], min_rps: float | None = None) -> list[Slo]:
     return slos
 
 
-def evaluate(slos: list[Slo], numbers: Numbers) -> list[Verdict]:
-    """Judge each SLO on a run's numbers (its steady window: `numbers.run_numbers`).
+def evaluate(slos: list[Slo], numbers: Numbers, tokens: TokenNumbers | None = None
+             ) -> list[Verdict]:
+    """Judge each SLO on a run's numbers, and the generation objectives on its generations'.
 
-    A window with no request, or no successful one, breaches every objective it can't show met.
+    The numbers are the steady window's (`numbers.run_numbers`, `tokens.run_tokens`).
+
+    A window with no request, or no successful one, breaches every objective it can't show met;
+    so does a generation objective on a run without generations.
     """
     verdicts = []
     for slo in slos:
-        if slo.name == "error_rate":
+        if slo.token_metric:
+            metric, percentile = slo.token_metric
+            measured = tokens.percentile_ms(metric, percentile) if tokens else math.nan
+            measured = math.inf if math.isnan(measured) else measured
+            verdicts.append(Verdict(slo, measured, measured <= slo.limit))
+        elif slo.name == "error_rate":
             measured = numbers.error_rate if numbers.requests else 1.0
             verdicts.append(Verdict(slo, measured, measured <= slo.limit))
         elif slo.name == "rps":

@@ -14,6 +14,7 @@ from typing import Any
 
 from tritonload.core.numbers import run_numbers
 from tritonload.core.slo import BREACH_EXIT_CODE, Slo, Verdict, evaluate
+from tritonload.core.tokens import run_tokens
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ class SloGate:
         if run_dir is None or not self.slos:
             return
         numbers = run_numbers(run_dir)
-        self.verdicts = evaluate(self.slos, numbers.total)
+        tokens = run_tokens(run_dir) if any(s.token_metric for s in self.slos) else None
+        self.verdicts = evaluate(self.slos, numbers.total, tokens)
         log.warning("SLOs judged on the steady window: %s", numbers.describe_window())
         for verdict in self.verdicts:
             log.warning(verdict.line())

@@ -20,6 +20,7 @@ from tritonload.core.numbers import RunNumbers, run_numbers
 from tritonload.core.options import add_metrics_option, add_slo_options, add_user_options
 from tritonload.core.rundir import new_run_id, read_arrivals, read_run_json
 from tritonload.core.slo import BREACH_EXIT_CODE, evaluate, parse_slos
+from tritonload.core.tokens import TokenNumbers, run_tokens
 from tritonload.core.validity import judge
 
 
@@ -73,6 +74,16 @@ def run_worker(args: argparse.Namespace, scenario: Path) -> int:
     check_worker_args(args)
     return LocustWorker(scenario, args.master_host, args.master_port, args.processes,
                         args.user_class).execute()
+
+
+def generation_line(tokens: TokenNumbers) -> str:
+    """The LLM users' generations in one line: TTFT, ITL, tokens per second."""
+    return (f"generations: {tokens.ok} ok of {tokens.generations}, "
+            f"TTFT P50 {tokens.percentile_ms('ttft', 50):.1f} ms P95 "
+            f"{tokens.percentile_ms('ttft', 95):.1f} ms, ITL P50 "
+            f"{tokens.percentile_ms('itl', 50):.1f} ms P95 {tokens.percentile_ms('itl', 95):.1f}"
+            f" ms, {tokens.output_tokens_per_s:.0f} output tokens/s, "
+            f"{tokens.request_rps:.2f} generations/s")
 
 
 def numbers_table(numbers: RunNumbers) -> list[dict[str, str]]:
@@ -141,7 +152,10 @@ def run(args: argparse.Namespace) -> int:
     validity = judge(meta, numbers.window, read_arrivals(run_dir), numbers.total)
     for reason in validity.reasons:
         console.print(f"warning: invalid run: {reason}", style="bold yellow", markup=False)
-    verdicts = evaluate(slos, numbers.total)
+    tokens = run_tokens(run_dir)
+    if tokens is not None:
+        console.print(generation_line(tokens), markup=False)
+    verdicts = evaluate(slos, numbers.total, tokens)
     for verdict in verdicts:
         console.print(verdict.line(), style=None if verdict.ok else "bold red")
     if args.report:
