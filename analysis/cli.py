@@ -62,6 +62,10 @@ def add_report_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
                    help="rate to plan replicas for (needs --slo-p95-ms)")
     p.add_argument("--headroom", type=_fraction, default=capacity.DEFAULT_HEADROOM,
                    metavar="H", help="share of capacity kept free (default %(default)s)")
+    p.add_argument("--slo-ttft-ms", type=positive_number, metavar="X",
+                   help="generations: goodput counts those whose TTFT ≤ X ms")
+    p.add_argument("--slo-itl-ms", type=positive_number, metavar="X",
+                   help="generations: goodput counts those whose mean inter-token gap ≤ X ms")
     p.add_argument("--force", action="store_true",
                    help="analyse runs together even when their targets or configs differ")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
@@ -138,6 +142,7 @@ def run_report(args: argparse.Namespace) -> int:
         args.run_dirs, args.out, force=args.force, n_boot=args.bootstrap, seed=args.seed,
         capacity_dir=args.capacity, slo_p95_ms=args.slo_p95_ms, target_rps=args.target_rps,
         headroom=args.headroom, max_error_rate=args.max_error_rate,
+        slo_ttft_ms=args.slo_ttft_ms, slo_itl_ms=args.slo_itl_ms,
     )
     for kind in ("html", "md", "json"):
         sys.stdout.write(f"{kind:>4}: {paths[kind]}\n")

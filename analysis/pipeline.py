@@ -9,7 +9,16 @@ import pandas as pd
 
 from tritonload.core.errors import UsageError
 
-from . import batching, capacity, compare, ensembles, metrics, shared_memory, triton_metrics
+from . import (
+    batching,
+    capacity,
+    compare,
+    ensembles,
+    generation,
+    metrics,
+    shared_memory,
+    triton_metrics,
+)
 from . import outages as downtime
 from .load import RunSet
 
@@ -57,6 +66,8 @@ class Analysis:
     #: run directory, as ``probes.run_dir`` names it).
     probe_resources: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=triton_metrics.RESOURCE_COLUMNS))
+    generations: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=generation.GENERATION_TABLE_COLUMNS))
     params: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -73,6 +84,8 @@ def analyze(
     searches: list[dict] | None = None,
     recommendations: list[dict] | None = None,
     probe_metrics: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    slo_ttft_ms: float | None = None,
+    slo_itl_ms: float | None = None,
 ) -> Analysis:
     """Compute all metrics, comparisons and the capacity plan for a run set.
 
@@ -88,6 +101,8 @@ def analyze(
         recommendations: batching recommendations (recommendations.json), if any.
         probe_metrics: the probes' metrics samples and steady windows
             (:func:`analysis.load.load_probe_metrics`), if any.
+        slo_ttft_ms: a generation's own TTFT limit in ms, for goodput.
+        slo_itl_ms: a generation's own mean gap limit in ms, for goodput.
 
     Returns:
         The analysis.
@@ -149,7 +164,10 @@ def analyze(
         unread_metrics=_unread_metrics(runset),
         probe_resources=(triton_metrics.resource_table(*probe_metrics) if probe_metrics
                          else pd.DataFrame(columns=triton_metrics.RESOURCE_COLUMNS)),
+        generations=generation.generation_table(runset.generations, windows, slo_ttft_ms,
+                                                slo_itl_ms),
         params={"slo_p95_ms": slo_p95_ms, "target_rps": target_rps, "headroom": headroom,
+                "slo_ttft_ms": slo_ttft_ms, "slo_itl_ms": slo_itl_ms,
                 "max_error_rate": max_error_rate, "n_boot": n_boot, "seed": seed,
                 "warmup_fraction": metrics.WARMUP_FRACTION,
                 "warmup_cap_s": metrics.WARMUP_CAP_S, "confidence": metrics.CONFIDENCE},

@@ -383,3 +383,24 @@ def time_at_knee(rows: list[list[str]]) -> bytes | None:
     ax.set_title("Where the time goes at the knee (bar length = P95)", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     return _png(fig)
+
+
+def tokens_vs_itl(generations: pd.DataFrame) -> bytes | None:
+    """Output tokens per second against ITL P95, per load level: the curve LLM planners read."""
+    if generations.empty:
+        return None
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    for j, (key, g) in enumerate(_series(generations, ["model", "protocol", "mode"])):
+        g = g.sort_values("load_level")
+        ax.plot(g["itl_p95_ms"], g["output_tokens_per_s"], marker="o", markersize=4,
+                label=" ".join(key), **_style(j, key))
+        for r in g.itertuples(index=False):
+            ax.annotate(f"{r.load_level:g}", (r.itl_p95_ms, r.output_tokens_per_s),
+                        textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("ITL P95 (ms)")
+    ax.set_ylabel("output tokens/s")
+    ax.set_title("Token throughput vs inter-token latency (labels: load level)")
+    ax.grid(alpha=0.3)
+    _legend_outside(ax)
+    return _png(fig)

@@ -100,6 +100,7 @@ def report_data(analysis: Analysis) -> dict:
         "grpc_vs_http": _records(a.grpc_http),
         "batching": _records(a.batching),
         "shared_vs_wire": _records(a.shared_wire),
+        "generations": _records(a.generations),
         "capacity": {
             "curves": _records(a.curves),
             "limits": _records(a.limits),
@@ -260,6 +261,17 @@ def _headline(d: dict) -> list[str]:
             + "; P95 ratio " + _span(rows, "p95_ratio", "p95_verdict", "lower", "higher")
             + (f"; client CPU per request {min(cpu):.2f}–{max(cpu):.2f}×" if cpu else "")
             + ".")
+    for model in sorted({r["model"] for r in d["generations"]}):
+        rows = [r for r in d["generations"] if r["model"] == model]
+        best = max(rows, key=lambda r: r["output_tokens_per_s"])
+        lines.append(
+            f"Generations, {model}: TTFT P95 {fmt_num(min(r['ttft_p95_ms'] for r in rows))}–"
+            f"{fmt_num(max(r['ttft_p95_ms'] for r in rows))} ms, ITL P95 "
+            f"{fmt_num(min(r['itl_p95_ms'] for r in rows))}–"
+            f"{fmt_num(max(r['itl_p95_ms'] for r in rows))} ms; at most "
+            f"{best['output_tokens_per_s']:,.0f} output tokens/s "
+            f"({fmt_load(best['load_kind'], best['load_level'])}, ITL P95 "
+            f"{fmt_num(best['itl_p95_ms'])} ms).")
     for model in sorted({r["model"] for r in d["batching"]}):
         rows = [r for r in d["batching"] if r["model"] == model]
         batch_on = [r["mean_batch_on"] for r in rows if r["mean_batch_on"] is not None]
@@ -401,6 +413,8 @@ def _sections(d: dict) -> list[dict]:
         "images": ["batch_histograms"]})
     if d.get("shared_vs_wire"):
         s.append(_shared_memory_section(d["shared_vs_wire"]))
+    if d["generations"]:
+        s.append(_generation_section(d))
     s.append(_resources_section(d, loads))
     probes = _probe_resources_section(d)
     if probes is not None:
@@ -486,6 +500,36 @@ def _resource_cells(r: dict, gpu: bool, energy: bool) -> list[str]:
     if energy:
         cells += [fmt_num(r["joules_per_inference"], 4), fmt_num(r["inferences_per_joule"], 1)]
     return cells + [fmt_num(r["pending_mean"], 1), fmt_num(r["pending_max"], 0)]
+
+
+def _generation_section(d: dict) -> dict:
+    """The LLM users' generations: TTFT, ITL, E2E, tokens per second (`analysis.generation`)."""
+    p = d["parameters"]
+    limits = [f"TTFT ≤ {p['slo_ttft_ms']:g} ms" if p.get("slo_ttft_ms") else "",
+              f"mean gap ≤ {p['slo_itl_ms']:g} ms" if p.get("slo_itl_ms") else ""]
+    goodput = " and ".join(x for x in limits if x)
+    return {"title": "Generations (LLM token streams)", "paragraphs": [
+        "Per run, over its steady window, of the generations that succeeded: TTFT from the "
+        "send (the scheduled send, in open loop) to the first token; time to second token "
+        "(TT2T) is the first gap; ITL pools every gap between tokens; E2E is the whole "
+        "generation. Output tokens/s counts every token received in the window. "
+        + (f"Goodput: generations per second with {goodput}, each judged on its own."
+           if goodput else "Goodput needs --slo-ttft-ms and/or --slo-itl-ms.")],
+        "table": (["model", "protocol", "mode", "load", "generations", "errors", "ISL", "OSL",
+                   "TTFT P50 ms", "TTFT P95 ms", "TTFT P99 ms", "TT2T P50 ms", "ITL P50 ms",
+                   "ITL P95 ms", "ITL P99 ms", "E2E P50 ms", "E2E P95 ms", "gen/s",
+                   "output tokens/s", "goodput/s"],
+                  [[r["model"], r["protocol"], r["mode"],
+                    fmt_load(r["load_kind"], r["load_level"]), str(r["generations"]),
+                    fmt_pct(r["error_rate"]), fmt_num(r["tokens_in_mean"], 0),
+                    fmt_num(r["tokens_out_mean"], 0), fmt_num(r["ttft_p50_ms"]),
+                    fmt_num(r["ttft_p95_ms"]), fmt_num(r["ttft_p99_ms"]),
+                    fmt_num(r["tt2t_p50_ms"]), fmt_num(r["itl_p50_ms"]),
+                    fmt_num(r["itl_p95_ms"]), fmt_num(r["itl_p99_ms"]),
+                    fmt_num(r["e2e_p50_ms"]), fmt_num(r["e2e_p95_ms"]),
+                    fmt_num(r["request_rps"]), fmt_num(r["output_tokens_per_s"], 0),
+                    fmt_num(r["goodput_rps"])] for r in d["generations"]]),
+        "images": ["tokens_vs_itl"]}
 
 
 def _shared_memory_section(rows: list[dict]) -> dict:
@@ -945,6 +989,7 @@ def render_images(analysis: Analysis, data: dict) -> dict[str, bytes | None]:
         "p95_vs_throughput": plots.p95_vs_throughput(
             analysis.curves, slo * 1000.0 if slo else None, analysis.limits),
         "latency_cdf": plots.latency_cdf(analysis.cdf),
+        "tokens_vs_itl": plots.tokens_vs_itl(analysis.generations),
         "batch_histograms": plots.batch_histograms(analysis.batch_hist),
         "time_breakdown": plots.time_breakdown(analysis.breakdown),
         "outage_timeline": plots.outage_timeline(analysis.timeline, analysis.outages),

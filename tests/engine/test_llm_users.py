@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.locust_runs import REPO, error_lines, records, run_json
+from tritonload.core.tokens import run_tokens
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,8 @@ def _run(tmp_path, target, *args: str, name: str = "run") -> subprocess.Complete
 
 def test_generations_are_recorded_token_by_token_beside_classic_requests(tmp_path, target):
     proc = _run(tmp_path, target, "-u", "4", "-t", "6s", "--isl", "40,10", "--osl", "12",
-                "--num-system-prompts", "2", "--system-prompt-length", "20")
+                "--num-system-prompts", "2", "--system-prompt-length", "20",
+                "--report", str(tmp_path / "report"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = records(tmp_path / "run")
     generations = rows[rows["model"] == "text_generator"]
@@ -48,6 +50,15 @@ def test_generations_are_recorded_token_by_token_beside_classic_requests(tmp_pat
     assert meta["generation"] == {"isl": "40 ± 10", "osl": "12", "system_prompts": 2,
                                   "system_prompt_length": 20, "dataset": None}
     assert "generations: " in proc.stdout and "output tokens/s" in proc.stdout
+    # The report's generations are the run line's and the gate's numbers (core/tokens.py).
+    tokens = run_tokens(tmp_path / "run")
+    (row,) = json.loads((tmp_path / "report" / "report.json").read_text())["generations"]
+    assert row["model"] == "text_generator" and row["generations"] == tokens.generations
+    assert row["ttft_p95_ms"] == pytest.approx(tokens.percentile_ms("ttft", 95))
+    assert row["itl_p50_ms"] == pytest.approx(tokens.percentile_ms("itl", 50))
+    assert row["output_tokens_per_s"] == pytest.approx(tokens.output_tokens_per_s)
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Generations (LLM token streams)" in text and "Generations, text_generator" in text
 
 
 def test_the_ttft_slo_gates_the_run(tmp_path, target):
