@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from tests.locust_runs import REPO, error_lines, records, run_json
-from tritonload.core.tokens import run_tokens
+from tritonload.core.numbers import run_window
+from tritonload.core.tokens import run_tokens, token_numbers
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +36,7 @@ def test_generations_are_recorded_token_by_token_beside_classic_requests(tmp_pat
     generations = rows[rows["model"] == "text_generator"]
     classic = rows[rows["model"] == "recommender"]
     assert len(generations) >= 10 and len(classic) >= 100
+    assert set(generations["protocol"]) == {"grpc", "http"}  # ModelStreamInfer, generate_stream
     assert generations["ok"].all() and (generations["tokens_out"] == 12).all()
     # A prompt: a system prompt (20 words) and about 40 words of its own.
     assert generations["tokens_in"].between(20 + 10, 20 + 80).all()
@@ -52,11 +54,16 @@ def test_generations_are_recorded_token_by_token_beside_classic_requests(tmp_pat
     assert "generations: " in proc.stdout and "output tokens/s" in proc.stdout
     # The report's generations are the run line's and the gate's numbers (core/tokens.py).
     tokens = run_tokens(tmp_path / "run")
-    (row,) = json.loads((tmp_path / "report" / "report.json").read_text())["generations"]
-    assert row["model"] == "text_generator" and row["generations"] == tokens.generations
-    assert row["ttft_p95_ms"] == pytest.approx(tokens.percentile_ms("ttft", 95))
-    assert row["itl_p50_ms"] == pytest.approx(tokens.percentile_ms("itl", 50))
-    assert row["output_tokens_per_s"] == pytest.approx(tokens.output_tokens_per_s)
+    table = json.loads((tmp_path / "report" / "report.json").read_text())["generations"]
+    assert sorted(r["protocol"] for r in table) == ["grpc", "http"]
+    assert sum(r["generations"] for r in table) == tokens.generations
+    assert sum(r["output_tokens_per_s"] for r in table) == pytest.approx(
+        tokens.output_tokens_per_s)
+    window = run_window(meta, rows)
+    for row in table:
+        own = token_numbers(generations[generations["protocol"] == row["protocol"]], window)
+        assert row["ttft_p95_ms"] == pytest.approx(own.percentile_ms("ttft", 95))
+        assert row["itl_p50_ms"] == pytest.approx(own.percentile_ms("itl", 50))
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Generations (LLM token streams)" in text and "Generations, text_generator" in text
 

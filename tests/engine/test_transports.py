@@ -160,3 +160,37 @@ def test_bytes_tensors_go_out_length_prefixed(kind):
                       "test")
     (prepared,) = kind(Target(host="127.0.0.1")).prepare(payload)
     assert b"\x02\x00\x00\x00ab\x03\x00\x00\x00cde" in bytes(prepared.request)
+
+
+class _Chunks:
+    """A socket that hands out scripted byte strings, one per recv."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+
+    def recv(self, size: int) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def test_server_sent_events_are_split_out_of_chunks_and_errors_kept():
+    from tritonload.wire.http import read_chunked
+    from tritonload.wire.prepared import StreamAnswer
+    from tritonload.wire.sse import _Events
+
+    first, second = b'data: {"token_id":1}', b'data: {"error":"generation aborted"}'
+    sock = _Chunks(_chunk(first + b"\n\n" + second[:10]), _chunk(second[10:] + b"\n\n"),
+                   b"0\r\n\r\n")
+    answer = StreamAnswer()
+    events = _Events(answer)
+    assert read_chunked(sock, b"", events.feed) == b""  # handed over, not kept
+    events.end()
+    assert answer.sizes == [len(first), len(second)] and answer.error == "generation aborted"
+    assert answer.arrivals_ns == sorted(answer.arrivals_ns)
+    cut = _Events(StreamAnswer())
+    cut.feed(b"data: {\"tok")
+    with pytest.raises(ConnectionError, match="ended inside an event"):
+        cut.end()

@@ -2,8 +2,9 @@
 
 `TritonLLMUser` is a `TritonUser` (the same sync, async and open loops, the same record per
 request) whose request is a generation: one ModelStreamInfer stream on tritonload's gRPC wire
-client (`tritonload.wire.grpc_wire.GrpcConnection.stream_call`), each response one token. The
-record adds what LLM planners read, from timestamps taken as each token's bytes were read:
+client (`tritonload.wire.grpc_wire.GrpcConnection.stream_call`), each response one token;
+`TritonHttpLLMUser` streams the same through HTTP's generate_stream (`tritonload.wire.sse`).
+The record adds what LLM planners read, from timestamps taken as each token's bytes were read:
 
 * ``ttft_us``: time to first token, from the send (the scheduled send, in open loop);
 * ``itl_us``: the gaps between consecutive tokens (inter-token latency; the first gap is the
@@ -30,6 +31,7 @@ from tritonload.load.context import context_of
 from tritonload.load.users import TritonUser
 from tritonload.triton.prompts import prompt_tokens
 from tritonload.wire.grpc import GrpcTransport
+from tritonload.wire.sse import HttpGenerateTransport
 
 
 class StreamError(Exception):
@@ -74,3 +76,14 @@ class TritonLLMUser(TritonUser):
         if answer.error is not None:
             raise StreamAborted(answer.error) if tokens else StreamError(answer.error)
         return sum(answer.sizes)
+
+
+class TritonHttpLLMUser(TritonLLMUser):
+    """Locust user streaming generations through HTTP's generate_stream (server-sent events)."""
+
+    abstract = True
+    protocol = "http"
+
+    def make_transport(self, target: Any) -> HttpGenerateTransport:
+        """A connection per generation in flight (Triton closes it after each stream)."""
+        return HttpGenerateTransport(target)

@@ -24,6 +24,7 @@ from tritonload.core.errors import classify, message_of
 from tritonload.triton.admin import TritonAdmin
 from tritonload.triton.clients import build_inputs, client_kwargs, client_module
 from tritonload.triton.payloads import ModelInfo, Payload, generate_payload
+from tritonload.triton.prompts import generate_json
 
 PROBE_TOKENS = 4
 
@@ -109,7 +110,7 @@ def _streamer(client: Any, module: Any, model: str, entry: Mapping[str, np.ndarr
 
 def _sse_poster(target: Target, model: str, entry: Mapping[str, np.ndarray]):
     """One generation through HTTP generate_stream, read to its end; returns the bytes."""
-    body = json.dumps({name: _json_value(array) for name, array in entry.items()}).encode()
+    body = json.dumps(generate_json(entry)).encode()
     scheme = "https" if target.ssl else "http"
     request = urllib.request.Request(
         f"{scheme}://{target.url('http')}/v2/models/{model}/generate_stream", data=body,
@@ -130,12 +131,6 @@ def _sse_poster(target: Target, model: str, entry: Mapping[str, np.ndarray]):
                 raise RuntimeError(json.loads(event[6:]).get("error", event.decode()))
         return len(text)
     return send
-
-
-def _json_value(array: np.ndarray) -> Any:
-    """A one-element tensor as generate's JSON takes it (a string for BYTES)."""
-    value = array.reshape(-1)[0]
-    return value.decode(errors="replace") if isinstance(value, bytes) else value.item()
 
 
 def _time_requests(send, repeats: int) -> dict:

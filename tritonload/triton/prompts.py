@@ -149,6 +149,18 @@ def prompt_tokens(entry: dict) -> int:
     return len(prompt.split())
 
 
+def generate_json(entry: dict) -> dict:
+    """A request entry as the generate extension's JSON body, ``{"text_input": "...", …}``.
+
+    One value per input: a string for BYTES, a number otherwise.
+    """
+    out = {}
+    for name, array in entry.items():
+        value = np.asarray(array).reshape(-1)[0]
+        out[name] = value.decode(errors="replace") if isinstance(value, bytes) else value.item()
+    return out
+
+
 def _words(rng: np.random.Generator, n: int, prefix: str) -> str:
     return " ".join(f"{prefix}{v}" for v in rng.integers(0, 10000, n))
 

@@ -4,7 +4,8 @@ They live in `tritonload.load.users`; this module keeps ``from tritonload.users 
 working for existing locustfiles.
 """
 
-from tritonload.load.llm import TritonLLMUser
+from tritonload.load.llm import TritonHttpLLMUser, TritonLLMUser
 from tritonload.load.users import TritonGrpcUser, TritonHttpUser, TritonUser
 
-__all__ = ["TritonGrpcUser", "TritonHttpUser", "TritonLLMUser", "TritonUser"]
+__all__ = ["TritonGrpcUser", "TritonHttpLLMUser", "TritonHttpUser", "TritonLLMUser",
+           "TritonUser"]

@@ -18,14 +18,8 @@ from tritonload.core.config import Target
 from tritonload.triton.expected import check_outputs
 from tritonload.triton.payloads import Payload
 from tritonload.triton.shm import Placement, tensor_bytes
-from tritonload.wire.grpc_wire import (
-    GrpcConnection,
-    GrpcStatusError,
-    StreamAnswer,
-    encode_headers,
-    grpc_message,
-)
-from tritonload.wire.prepared import Prepared
+from tritonload.wire.grpc_wire import GrpcConnection, GrpcStatusError, encode_headers, grpc_message
+from tritonload.wire.prepared import Prepared, StreamAnswer
 from tritonload.wire.sockets import Connections
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"

@@ -49,11 +49,11 @@ import socket
 import struct
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import grpc
 import hpack
 
+from tritonload.wire.prepared import StreamAnswer
 from tritonload.wire.sockets import TlsRefused, fresh_tls, peek_idle
 
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -428,18 +428,6 @@ class _Call:
             if code is not grpc.StatusCode.OK:  # "00" is OK too
                 message = _percent_decode(self.trailers.get(b"grpc-message", b""))
                 raise GrpcStatusError(code or grpc.StatusCode.UNKNOWN, message)
-
-
-@dataclass(slots=True)
-class StreamAnswer:
-    """What a stream call got: per response message, when it arrived and its size."""
-
-    arrivals_ns: list[int] = field(default_factory=list)  # time.perf_counter_ns()
-    sizes: list[int] = field(default_factory=list)
-    #: The first error a response carried (ModelStreamInferResponse.error_message), if any.
-    error: str | None = None
-    #: The messages (serialized ModelStreamInferResponse), with ``keep`` only.
-    messages: list[bytes] | None = None
 
 
 class _StreamCall(_Call):

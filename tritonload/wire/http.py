@@ -92,7 +92,7 @@ class HttpTransport:
             raise
         connections.give_back(sock, keep_alive)
         if status != 200:
-            raise InferenceServerException(msg=_error_message(data), status=str(status))
+            raise InferenceServerException(msg=error_message(data), status=str(status))
         if prepared.expected is not None:  # --validate: raises OutputMismatch
             result = InferResult.from_response_body(bytes(data), header_length=json_size)
             check_outputs(prepared.model, prepared.expected, result.as_numpy)
@@ -117,7 +117,8 @@ def _outputs(names: tuple[str, ...], placed: EntryPlacement | None
 
 
 def request_head(uri: str, host: str, headers: Mapping[str, str], body_size: int,
-                 json_size: int | None) -> bytes:
+                 json_size: int | None, content_type: str = "application/octet-stream"
+                 ) -> bytes:
     """An inference request's HTTP/1.1 head (``POST``), ending with the blank line.
 
     A ``Host`` among ``headers`` replaces ours; the body's own fields (Content-Type,
@@ -129,7 +130,7 @@ def request_head(uri: str, host: str, headers: Mapping[str, str], body_size: int
             fields["Host"] = value
         elif name.lower() not in _FRAMING:
             fields[name] = value
-    fields["Content-Type"] = "application/octet-stream"
+    fields["Content-Type"] = content_type
     fields["Content-Length"] = str(body_size)
     if json_size is not None:
         fields["Inference-Header-Content-Length"] = str(json_size)
@@ -167,6 +168,33 @@ def _read_response(sock: object) -> tuple[int, bytes, bool, int | None]:
     bad status line, Content-Length or chunk size; ``int()`` raised ValueError on some and
     took a sign, ``_`` or ``0x`` on others).
     """
+    return read_body(sock, *read_head(sock))
+
+
+def read_body(sock: object, status: int, length: int | None, chunked: bool, keep_alive: bool,
+              json_size: int | None, body: bytes) -> tuple[int, bytes, bool, int | None]:
+    """The body after `read_head` (its values, in order): as `_read_response` returns."""
+    if status in (204, 304):
+        return status, b"", keep_alive, None
+    if chunked:
+        return status, read_chunked(sock, body), keep_alive, json_size
+    if length is None:  # the body ends when the server closes the connection
+        chunks = [body]
+        while chunk := sock.recv(_BLOCK):
+            chunks.append(chunk)
+        return status, b"".join(chunks), False, json_size
+    if len(body) >= length:
+        return status, body[:length], keep_alive, json_size
+    return status, _read_exactly(sock, body, length), keep_alive, json_size
+
+
+def read_head(sock: object) -> tuple[int, int | None, bool, bool, int | None, bytes]:
+    """A response's head: ``(status, length, chunked, keep_alive, json_size, body start)``.
+
+    ``length`` is the Content-Length (None without one); ``body start`` the bytes read past
+    the head. Interim 1xx answers are skipped; a bad status line or length raises
+    ConnectionError.
+    """
     buf = sock.recv(_BLOCK)
     while True:
         while (end := buf.find(b"\r\n\r\n")) < 0:
@@ -193,19 +221,7 @@ def _read_response(sock: object) -> tuple[int, bytes, bool, int | None]:
         elif name == b"connection":
             keep_alive = value.strip().lower() == b"keep-alive" or (
                 keep_alive and value.strip().lower() != b"close")
-    body = buf[end + 4:]
-    if status in (204, 304):
-        return status, b"", keep_alive, None
-    if chunked:
-        return status, _read_chunked(sock, body), keep_alive, json_size
-    if length is None:  # the body ends when the server closes the connection
-        chunks = [body]
-        while chunk := sock.recv(_BLOCK):
-            chunks.append(chunk)
-        return status, b"".join(chunks), False, json_size
-    if len(body) >= length:
-        return status, body[:length], keep_alive, json_size
-    return status, _read_exactly(sock, body, length), keep_alive, json_size
+    return status, length, chunked, keep_alive, json_size, buf[end + 4:]
 
 
 def _number(text: bytes, digits: bytes, what: str) -> int:
@@ -245,8 +261,12 @@ def _more(sock: object, buf: bytes, where: str) -> bytes:
     return buf + chunk
 
 
-def _read_chunked(sock: object, buf: bytes) -> bytes:
-    """Decode a chunked body whose first bytes are ``buf`` (trailers are skipped)."""
+def read_chunked(sock: object, buf: bytes, on_chunk=None) -> bytes:
+    """Decode a chunked body whose first bytes are ``buf`` (trailers are skipped).
+
+    With ``on_chunk``, each chunk's data is handed to it as soon as it is whole (a stream of
+    server-sent events), and nothing is kept.
+    """
     body = []
     while True:
         while (eol := buf.find(b"\r\n")) < 0:
@@ -259,11 +279,15 @@ def _read_chunked(sock: object, buf: bytes) -> bytes:
             return b"".join(body)
         while len(buf) < size + 2:
             buf = _more(sock, buf, "in a chunk")
-        body.append(buf[:size])
+        if on_chunk is None:
+            body.append(buf[:size])
+        else:
+            on_chunk(buf[:size])
         buf = buf[size + 2:]
 
 
-def _error_message(data: bytes) -> str:
+def error_message(data: bytes) -> str:
+    """Triton's error message in an answer body (its JSON ``error``), else the body's start."""
     try:
         return str(json.loads(data)["error"])
     except (ValueError, KeyError, TypeError):
