@@ -108,3 +108,18 @@ def test_bad_generation_options_are_one_line_and_exit_2(tmp_path, target, extra,
     (line,) = error_lines(proc.stderr)
     assert line.startswith(f"tritonload: error: {says}"), line
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("mode", [("--mode", "async", "--max-in-flight", "4"),
+                                  ("--mode", "open", "--rate", "15")])
+def test_llm_users_keep_generations_in_flight_in_async_and_open_loops(tmp_path, target, mode):
+    proc = _run(tmp_path, target, "-u", "2", "-t", "4s", "--user-class", "LlmUser", "--osl", "6",
+                *mode)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = records(tmp_path / "run")
+    assert len(rows) >= 20 and rows["ok"].all() and (rows["tokens_out"] == 6).all()
+    assert set(rows["mode"]) == {mode[1]}
+    # Generations overlapped: one began before the one before it had ended.
+    starts = rows.sort_values("start_ns")
+    ends = starts["start_ns"] + starts["service_us"] * 1000
+    assert (starts["start_ns"].to_numpy()[1:] < ends.to_numpy()[:-1]).any()
