@@ -123,3 +123,12 @@ def test_llm_users_keep_generations_in_flight_in_async_and_open_loops(tmp_path, 
     starts = rows.sort_values("start_ns")
     ends = starts["start_ns"] + starts["service_us"] * 1000
     assert (starts["start_ns"].to_numpy()[1:] < ends.to_numpy()[:-1]).any()
+
+
+def test_generations_from_two_worker_processes_land_in_one_run_directory(tmp_path, target):
+    proc = _run(tmp_path, target, "-u", "4", "-t", "5s", "--processes", "2", "--osl", "5")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = records(tmp_path / "run")
+    generations = rows[rows["model"] == "text_generator"]
+    assert generations["worker"].nunique() == 2  # the gaps' list column crossed Arrow IPC
+    assert all(len(g) == 4 for g in generations["itl_us"]) and generations["ok"].all()
