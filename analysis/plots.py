@@ -404,3 +404,27 @@ def tokens_vs_itl(generations: pd.DataFrame) -> bytes | None:
     ax.grid(alpha=0.3)
     _legend_outside(ax)
     return _png(fig)
+
+
+def generation_latency_vs_load(generations: pd.DataFrame) -> bytes | None:
+    """TTFT, ITL and E2E P95 against load level, a panel each (the runs' mean per level)."""
+    if generations.empty:
+        return None
+    panels = (("ttft_p95_ms", "TTFT P95 (ms)"), ("itl_p95_ms", "ITL P95 (ms)"),
+              ("e2e_p95_ms", "E2E P95 (ms)"))
+    fig = Figure(figsize=(15, 4.2), layout="constrained")
+    keys = ["model", "protocol", "mode", "load_kind", "load_level"]
+    levels = generations.groupby(keys, as_index=False)[[c for c, _ in panels]].mean()
+    for i, (column, label) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for j, (key, g) in enumerate(_series(levels, ["model", "protocol", "mode"])):
+            g = g.sort_values("load_level")
+            ax.plot(g["load_level"], g[column], marker="o", markersize=4,
+                    label=" ".join(key), **_style(j, key))
+        ax.set_xlabel("load level (in flight, or req/s offered)")
+        ax.set_ylabel(label)
+        ax.set_title(label.replace(" (ms)", "") + " vs load")
+        ax.grid(alpha=0.3)
+        if i == len(panels) - 1:
+            _legend_outside(ax)
+    return _png(fig)

@@ -529,7 +529,7 @@ def _generation_section(d: dict) -> dict:
                     fmt_num(r["e2e_p50_ms"]), fmt_num(r["e2e_p95_ms"]),
                     fmt_num(r["request_rps"]), fmt_num(r["output_tokens_per_s"], 0),
                     fmt_num(r["goodput_rps"])] for r in d["generations"]]),
-        "images": ["tokens_vs_itl"]}
+        "images": ["generation_latency_vs_load", "tokens_vs_itl"]}
 
 
 def _shared_memory_section(rows: list[dict]) -> dict:
@@ -990,6 +990,7 @@ def render_images(analysis: Analysis, data: dict) -> dict[str, bytes | None]:
             analysis.curves, slo * 1000.0 if slo else None, analysis.limits),
         "latency_cdf": plots.latency_cdf(analysis.cdf),
         "tokens_vs_itl": plots.tokens_vs_itl(analysis.generations),
+        "generation_latency_vs_load": plots.generation_latency_vs_load(analysis.generations),
         "batch_histograms": plots.batch_histograms(analysis.batch_hist),
         "time_breakdown": plots.time_breakdown(analysis.breakdown),
         "outage_timeline": plots.outage_timeline(analysis.timeline, analysis.outages),
