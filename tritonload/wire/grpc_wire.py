@@ -54,7 +54,7 @@ import grpc
 import hpack
 
 from tritonload.wire.prepared import StreamAnswer
-from tritonload.wire.sockets import TlsRefused, fresh_tls, peek_idle
+from tritonload.wire.sockets import TlsRefused, fresh_tls, peek_idle, receive_exactly
 
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _FRAME = struct.Struct(">I B I")  # (length << 8 | type), flags, stream id; 9 bytes
@@ -332,22 +332,18 @@ class GrpcConnection:
         length, kind, flags, stream = self._frame_head()
         return kind, flags, stream, self._take(length)
 
+    def _take_large(self, size: int) -> memoryview:
+        out = receive_exactly(self.sock, self.buf, size)  # ConnectionResetError if cut
+        self.buf = b""
+        return out
+
     def _take(self, size: int) -> bytes:
         buf = self.buf
         if len(buf) >= size:
             self.buf = buf[size:]
             return buf[:size]
         if size - len(buf) > _READ:  # a large frame: receive it in place, copied once
-            out = bytearray(size)
-            out[:len(buf)] = buf
-            view, got = memoryview(out), len(buf)
-            while got < size:
-                received = self.sock.recv_into(view[got:])
-                if not received:
-                    raise GrpcProtocolError("connection closed by the server mid-frame")
-                got += received
-            self.buf = b""
-            return out
+            return self._take_large(size)
         chunks = [buf]
         have = len(buf)
         while have < size:
