@@ -1,12 +1,20 @@
-"""tritonload vs perf_analyzer, side by side on ``recommender`` at concurrency 16.
+"""tritonload vs perf_analyzer, side by side: a matrix of models × modes on one server.
 
-Starts the embedded server (``recommender`` only, loopback, ports 18700-18702 by default), then
-for each mode runs tritonload (a headless Locust child on `locustfiles/bench.py`) and perf_analyzer
-(``../shared/peers/perf_analyzer.sh``) one after the other against it:
+Starts the embedded server (the matrix's models, loopback, ports 18700-18702 by default),
+then for each cell runs tritonload (a headless Locust child on `locustfiles/bench.py`) and
+perf_analyzer (``../shared/peers/perf_analyzer.sh``) one after the other against it. The
+default matrix is three shapes of traffic at their own concurrency C:
 
-* ``grpc-sync``:  16 sync gRPC users            vs ``-i grpc --concurrency-range 16``
-* ``http-sync``:  16 sync HTTP users            vs ``-i http --concurrency-range 16``
-* ``grpc-async``: 2 async gRPC users x 8 in flight vs ``-i grpc --async --concurrency-range 16``
+* ``recommender`` (small tensors) at 16, ``image_classifier`` (600 KB in) at 8,
+  ``wide_ranker`` (29 MB out) at 4;
+
+each in three modes:
+
+* ``grpc-sync``:  C sync gRPC users                  vs ``-i grpc --concurrency-range C``
+* ``http-sync``:  C sync HTTP users                  vs ``-i http --concurrency-range C``
+* ``grpc-async``: 2 async gRPC users × C/2 in flight vs ``-i grpc --async --concurrency-range C``
+
+``--model M [--concurrency C]`` runs one row of the matrix instead.
 
 Both tools are measured the same way, over a steady-state window that skips the first
 ``--warmup`` seconds of load: a sampler polls every 0.5 s the tool process's CPU time (user +
@@ -18,21 +26,21 @@ p95 (its last stable measurement windows). "other" is the machine's busy CPU tha
 client nor server (other people's processes): a noise indicator, in cores.
 
     python benchmarks/vs_perf_analyzer.py [--modes grpc-sync,http-sync,grpc-async]
-        [--window 15] [--warmup 3] [--only tritonload|perf_analyzer]
+        [--model M] [--concurrency C] [--window 10] [--warmup 3] [--only tritonload|perf_analyzer]
 
-Other shapes: ``--model image_classifier`` (600 KB in) or ``wide_ranker`` (29 MB out), and
 ``--shared-memory system [--output-shared-memory-size BYTES]`` gives both tools the same
 shared-memory flags.
 
 Generations: ``--model text_generator --modes grpc-stream`` streams from the decoupled demo
-model: 16 sync LLM users (`locustfiles/llm.py` ``LlmUser``, ``--prompts``) against
-``--streaming --concurrency-range 16`` with ``--input-data``, both sending the same prompt
+model: C sync LLM users (`locustfiles/llm.py` ``LlmUser``, ``--prompts``) against
+``--streaming --concurrency-range C`` with ``--input-data``, both sending the same prompt
 (``--isl`` words) asking ``--osl`` tokens. rps is generations per second (the server's
 success count); p95 is the whole generation's (tritonload's records; perf_analyzer 2.41 says
 it times the first response of a decoupled model, but its figure is the whole stream's: 321
 ms for 16 tokens of about 19 ms, measured); cpu is client CPU per generation.
 
-Target (issue 3): tritonload throughput >= 0.9 x perf_analyzer's in every mode.
+Target (issue 3): tritonload throughput >= 0.9 x perf_analyzer's in every cell; issue 16's
+goal is 1.0x, with client CPU per request at most perf_analyzer's.
 """
 
 from __future__ import annotations
@@ -64,15 +72,40 @@ LOCUST = Path(sys.executable).with_name("locust")
 MODEL = "recommender"
 CONCURRENCY = 16
 TARGET_RATIO = 0.9
+#: The default matrix's rows: a model and the concurrency it is measured at.
+MATRIX = (("recommender", 16), ("image_classifier", 8), ("wide_ranker", 4))
+#: The concurrency of a model outside the matrix (``--model`` alone).
+DEFAULT_CONCURRENCY = dict(MATRIX) | {"text_generator": 16}
 
-# mode -> (locust user class, users, extra locust args, perf_analyzer protocol, extra PA args)
+# mode -> (locust user class, async?, perf_analyzer protocol, extra PA args)
 MODES = {
-    "grpc-sync": ("Grpc", 16, ["--mode", "sync"], "grpc", []),
-    "http-sync": ("Http", 16, ["--mode", "sync"], "http", []),
-    "grpc-async": ("Grpc", 2, ["--mode", "async", "--max-in-flight", "8"], "grpc",
-                   ["--async"]),
-    "grpc-stream": ("LlmUser", 16, ["--mode", "sync"], "grpc", ["--streaming"]),
+    "grpc-sync": ("Grpc", False, "grpc", []),
+    "http-sync": ("Http", False, "http", []),
+    "grpc-async": ("Grpc", True, "grpc", ["--async"]),
+    "grpc-stream": ("LlmUser", False, "grpc", ["--streaming"]),
 }
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One comparison: a model, a concurrency and a mode."""
+
+    model: str
+    concurrency: int
+    mode: str
+
+    @property
+    def name(self) -> str:
+        """E.g. ``wide_ranker@4 http-sync``."""
+        return f"{self.model}@{self.concurrency} {self.mode}"
+
+    def locust_users(self) -> tuple[int, list[str]]:
+        """tritonload's users and mode flags for this concurrency (async: 2 users)."""
+        if MODES[self.mode][1]:
+            users = 2 if self.concurrency >= 2 else 1
+            return users, ["--mode", "async", "--max-in-flight",
+                           str(max(1, self.concurrency // users))]
+        return self.concurrency, ["--mode", "sync"]
 #: Modes that stream generations (a decoupled model): the prompt file goes to both tools.
 STREAM_MODES = {"grpc-stream"}
 
@@ -172,24 +205,26 @@ def _window(measure: Measure, samples: list[Sample], start_ns: int, end_ns: int)
     measure.samples = samples
 
 
-def run_tritonload(mode: str, args: argparse.Namespace, server: psutil.Process,
+def run_tritonload(cell: Cell, args: argparse.Namespace, server: psutil.Process,
                    workdir: Path) -> Measure:
     """One headless Locust run; the window starts ``warmup`` s after its test_start."""
-    user_class, users, extra, _, _ = MODES[mode]
-    run_dir = workdir / f"tritonload-{mode}"
+    user_class = MODES[cell.mode][0]
+    users, extra = cell.locust_users()
+    label = f"{cell.model}-{cell.concurrency}-{cell.mode}"
+    run_dir = workdir / f"tritonload-{label}"
     duration = int(args.warmup + args.window + 2)
     locustfile = "bench.py"
-    if mode in STREAM_MODES:
+    if cell.mode in STREAM_MODES:
         locustfile = "llm.py"
         extra = [*extra, "--prompts", str(prompt_files(args, workdir)[0])]
     cmd = [str(LOCUST), "-f", str(ROOT / "locustfiles" / locustfile), user_class,
-           "--mix", f"{args.model}:1", *shared_memory_args(args),
+           "--mix", f"{cell.model}:1", *shared_memory_args(args),
            "--headless", "-u", str(users), "-r", "1000", "-t", f"{duration}s",
            "--host", f"127.0.0.1:{args.http_port}", "--run-dir", str(run_dir),
            "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "2", *extra]
-    return measure_locust("tritonload", cmd, run_dir, workdir / f"tritonload-{mode}.log",
+    return measure_locust("tritonload", cmd, run_dir, workdir / f"tritonload-{label}.log",
                           server, args.http_port, args.warmup, args.window, duration,
-                          model=args.model)
+                          model=cell.model)
 
 
 def shared_memory_args(args: argparse.Namespace) -> list[str]:
@@ -247,25 +282,27 @@ def measure_locust(label: str, cmd: list[str], run_dir: Path, log_path: Path,
     return measure
 
 
-def run_perf_analyzer(mode: str, args: argparse.Namespace, server: psutil.Process,
+def run_perf_analyzer(cell: Cell, args: argparse.Namespace, server: psutil.Process,
                       workdir: Path) -> Measure:
-    """One perf_analyzer run at concurrency 16; window = [warmup, warmup + window] from start."""
-    _, _, _, protocol, extra = MODES[mode]
-    if mode in STREAM_MODES:
+    """One perf_analyzer run at the cell's concurrency; window = [warmup, warmup + window]."""
+    _, _, protocol, extra = MODES[cell.mode]
+    if cell.mode in STREAM_MODES:
         extra = [*extra, "--input-data", str(prompt_files(args, workdir)[1])]
     port = args.http_port if protocol == "http" else args.http_port + 1
-    out_csv = workdir / f"pa-{mode}.csv"
+    label = f"{cell.model}-{cell.concurrency}-{cell.mode}"
+    out_csv = workdir / f"pa-{label}.csv"
     # Exactly 3 windows (a 100% stability band always passes): a bounded, predictable run
     # that covers our [warmup, warmup + window] sampling window.
     interval_ms = int(max(3.0, (args.warmup + args.window) / 3) * 1000)
-    cmd = [str(PERF_ANALYZER), "-m", args.model, "-u", f"127.0.0.1:{port}", "-i", protocol,
+    cmd = [str(PERF_ANALYZER), "-m", cell.model, "-u", f"127.0.0.1:{port}", "-i", protocol,
            *shared_memory_args(args),
-           "--concurrency-range", str(CONCURRENCY), "--measurement-interval", str(interval_ms),
-           "--stability-percentage", "100", "--max-trials", "3", "-f", str(out_csv), *extra]
-    log = open(workdir / f"pa-{mode}.log", "w")
+           "--concurrency-range", str(cell.concurrency), "--measurement-interval",
+           str(interval_ms), "--stability-percentage", "100", "--max-trials", "3",
+           "-f", str(out_csv), *extra]
+    log = open(workdir / f"pa-{label}.log", "w")
     measure = Measure("perf_analyzer")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    sampler = Sampler(proc.pid, server, args.http_port, model=args.model)
+    sampler = Sampler(proc.pid, server, args.http_port, model=cell.model)
     sampler.start()
     start_ns = time.time_ns() + int(args.warmup * 1e9)
     end_ns = start_ns + int(args.window * 1e9)
@@ -290,12 +327,15 @@ def _fmt(value: float, spec: str) -> str:
     return "-" if value != value else format(value, spec)  # NaN -> "-"
 
 
-def print_table(results: dict[str, dict[str, Measure]], title: str = MODEL) -> bool:
-    """The final table; returns whether every mode met the target ratio."""
-    header = (f"{'mode':<11} {'TL rps':>7} {'PA rps':>7} {'ratio':>6} {'TL p95':>7} "
-              f"{'PA p95':>7} {'TL cpu':>7} {'PA cpu':>7} {'srv cpu':>11} {'other':>9}")
+def print_table(results: dict[str, dict[str, Measure]], title: str = "") -> bool:
+    """The final table (a row per cell); returns whether every cell met the target ratio."""
+    width = max([len(name) for name in results] + [4])
+    header = (f"{'cell':<{width}} {'TL rps':>7} {'PA rps':>7} {'ratio':>6} {'TL p95':>7} "
+              f"{'PA p95':>7} {'TL cpu':>7} {'PA cpu':>7} {'cpu ratio':>9} {'srv cpu':>11} "
+              f"{'other':>9}")
     print()
-    print(f"{title}, concurrency 16. rps = server success/s over the window; p95 in ms;")
+    print(f"{title + '. ' if title else ''}cell = model@concurrency mode. rps = server "
+          "success/s over the window; p95 in ms;")
     print("cpu = client CPU µs per request; srv cpu = server CPU µs/request (TL/PA);")
     print("other = CPU cores busy with neither client nor server (TL/PA, noise).")
     print(header)
@@ -305,10 +345,12 @@ def print_table(results: dict[str, dict[str, Measure]], title: str = MODEL) -> b
         tl, pa = pair.get("tritonload", Measure("tritonload")), pair.get("perf_analyzer",
                                                                          Measure("perf_analyzer"))
         ratio = tl.rps / pa.rps if tl.rps and pa.rps else float("nan")
+        cpu_ratio = tl.cpu_us / pa.cpu_us if tl.cpu_us and pa.cpu_us else float("nan")
         all_ok &= ratio == ratio and ratio >= TARGET_RATIO
-        print(f"{mode:<11} {tl.rps:>7.0f} {pa.rps:>7.0f} {_fmt(ratio, '6.2f'):>6} "
+        print(f"{mode:<{width}} {tl.rps:>7.0f} {pa.rps:>7.0f} {_fmt(ratio, '6.2f'):>6} "
               f"{_fmt(tl.p95_ms, '7.2f'):>7} {_fmt(pa.p95_ms, '7.2f'):>7} "
               f"{_fmt(tl.cpu_us, '7.0f'):>7} {_fmt(pa.cpu_us, '7.0f'):>7} "
+              f"{_fmt(cpu_ratio, '9.2f'):>9} "
               f"{_fmt(tl.server_cpu_us, '.0f'):>5}/{_fmt(pa.server_cpu_us, '.0f'):<5} "
               f"{_fmt(tl.other_cores, '.2f'):>4}/{_fmt(pa.other_cores, '.2f'):<4}")
     for mode, pair in results.items():
@@ -316,14 +358,14 @@ def print_table(results: dict[str, dict[str, Measure]], title: str = MODEL) -> b
             extra = f"; {m.note}" if m.note else ""
             print(f"  {mode} {m.tool}: own count {_fmt(m.own_rps, '.0f')} rps, "
                   f"window {m.window_s:.1f}s, errors {m.errors}{extra}")
-    print(f"target ratio >= {TARGET_RATIO}: {'met' if all_ok else 'NOT met'} in every mode")
+    print(f"target ratio >= {TARGET_RATIO}: {'met' if all_ok else 'NOT met'} in every cell")
     return all_ok
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--window", type=float, default=15.0, help="measured seconds per run")
+    parser.add_argument("--window", type=float, default=10.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds dropped at start")
     parser.add_argument("--only", choices=("tritonload", "perf_analyzer"), default=None)
     parser.add_argument("--http-port", type=int, default=18700,
@@ -332,9 +374,12 @@ def main() -> int:
                         help="reuse a tritonserver already serving recommender on "
                         "127.0.0.1:HTTP_PORT (its PID, for CPU accounting) instead of starting one")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--model", default=MODEL,
-                        help=f"the demo model loaded (default {MODEL}); image_classifier "
-                        "sends 600 KB, wide_ranker answers 29 MB")
+    parser.add_argument("--model", default=None,
+                        help="one row: this demo model (image_classifier sends 600 KB, "
+                        "wide_ranker answers 29 MB); default the matrix: "
+                        + ", ".join(f"{m}@{c}" for m, c in MATRIX))
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="with --model: its concurrency (default its matrix row's, or 16)")
     parser.add_argument("--shared-memory", choices=("none", "system"), default="none",
                         help="both tools with their tensors in system shared memory")
     parser.add_argument("--output-shared-memory-size", type=int, default=None, metavar="BYTES",
@@ -350,6 +395,11 @@ def main() -> int:
         parser.error(f"unknown mode {unknown[0]!r}; known: {', '.join(MODES)}")
     if args.only != "tritonload" and not PERF_ANALYZER.exists():
         parser.error(f"perf_analyzer wrapper not found at {PERF_ANALYZER}")
+    if args.concurrency is not None and (args.model is None or args.concurrency < 1):
+        parser.error("--concurrency needs --model, and must be >= 1")
+    rows = ([(args.model, args.concurrency or DEFAULT_CONCURRENCY.get(args.model, CONCURRENCY))]
+            if args.model else list(MATRIX))
+    cells = [Cell(model, concurrency, mode) for model, concurrency in rows for mode in modes]
 
     from tritonload.server import EmbeddedTriton, Ports, demo_fleet
 
@@ -361,23 +411,24 @@ def main() -> int:
         if args.server_pid:
             server = psutil.Process(args.server_pid)
         else:
-            models = [m for m in demo_fleet() if m.name == args.model]
+            models = [m for m in demo_fleet() if m.name in {model for model, _ in rows}]
             port = args.http_port
             server_cm = EmbeddedTriton(models=models, ports=Ports(port, port + 1, port + 2))
             server_cm.start()
             server = psutil.Process(server_cm.pid)
         print(f"server ready ({time.monotonic() - began:.0f}s); work dir {workdir}", flush=True)
-        for mode in modes:
-            results[mode] = {}
+        for cell in cells:
+            results[cell.name] = {}
             runners = [("tritonload", run_tritonload), ("perf_analyzer", run_perf_analyzer)]
             if len(results) % 2 == 0:  # alternate the order, so slow drifts in the machine's
                 runners.reverse()      # load don't always favour the same tool
             for tool, run in runners:
                 if args.only and tool != args.only:
                     continue
-                m = run(mode, args, server, workdir)
-                results[mode][tool] = m
-                print(f"{mode:<11} {tool:<14} {m.rps:7.0f} rps  p95 {_fmt(m.p95_ms, '.2f')} ms  "
+                m = run(cell, args, server, workdir)
+                results[cell.name][tool] = m
+                print(f"{cell.name:<28} {tool:<14} {m.rps:7.0f} rps  p95 "
+                      f"{_fmt(m.p95_ms, '.2f')} ms  "
                       f"client {_fmt(m.cpu_us, '.0f')} µs/req  server "
                       f"{_fmt(m.server_cpu_us, '.0f')} µs/req  other "
                       f"{_fmt(m.other_cores, '.2f')} cores {m.note}", flush=True)
@@ -387,7 +438,7 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     shared = " ".join(shared_memory_args(args))
-    ok = print_table(results, f"{args.model}{', ' + shared if shared else ''}")
+    ok = print_table(results, shared)
     print(f"total {time.monotonic() - began:.0f}s")
     return 0 if ok else 1
 
