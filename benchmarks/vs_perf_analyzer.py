@@ -364,7 +364,7 @@ def print_table(results: dict[str, dict[str, Measure]], title: str = "") -> bool
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--modes", default=",".join(m for m in MODES if m not in STREAM_MODES))
     parser.add_argument("--window", type=float, default=10.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds dropped at start")
     parser.add_argument("--only", choices=("tritonload", "perf_analyzer"), default=None)
