@@ -71,7 +71,8 @@ def test_run_exit_codes(tmp_path, target, slos, code):
     assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-2000:]
     if code == 2:
         assert error_lines(proc.stderr) == ["tritonload: error: bad SLO 'p95=fast': expected e.g. "
-                                            "p95=50ms, p99=120ms, error_rate=0.5%"]
+                                            "p95=50ms, p99=120ms, error_rate=0.5%, ttft=200ms, "
+                                            "itl=30ms"]
     else:
         assert "SLO p95" in proc.stdout and ("BREACH" in proc.stdout) == (code == 3)
 
