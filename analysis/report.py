@@ -385,13 +385,7 @@ def _sections(d: dict) -> list[dict]:
                    "P95 HTTP ms", "P95 ratio", "95% CI", "verdict"],
                   [[r["model"], r["mode"], fmt_load(r["load_kind"], r["load_level"]),
                     _bytes(r["mean_bytes_sent"]), _bytes(r["mean_bytes_received"]),
-                    fmt_rps(r["throughput_a"]), fmt_rps(r["throughput_b"]),
-                    fmt_ratio(r["throughput_ratio"]),
-                    fmt_ci(r["throughput_ratio_lo"], r["throughput_ratio_hi"], fmt_ratio),
-                    _verdict_text(r["throughput_verdict"]), fmt_ms(r["p95_a_us"]),
-                    fmt_ms(r["p95_b_us"]), fmt_ratio(r["p95_ratio"]),
-                    fmt_ci(r["p95_ratio_lo"], r["p95_ratio_hi"], fmt_ratio),
-                    _verdict_text(r["p95_verdict"])] for r in d["grpc_vs_http"]])})
+                    *_pair_cells(r)] for r in d["grpc_vs_http"]])})
     s.append({"title": "Dynamic batching on vs off", "paragraphs": [
         "`<model>` (batching on) against `<model>_nobatch`. Ratios are on ÷ off; mean batch "
         "size = Σinference ÷ Σexecution; queue and compute are server means per request."],
@@ -532,6 +526,17 @@ def _generation_section(d: dict) -> dict:
         "images": ["generation_latency_vs_load", "tokens_vs_itl"]}
 
 
+def _pair_cells(r: dict) -> list[str]:
+    """A paired comparison's cells: throughput a, b, ratio, CI, verdict; the same for P95."""
+    return [fmt_rps(r["throughput_a"]), fmt_rps(r["throughput_b"]),
+            fmt_ratio(r["throughput_ratio"]),
+            fmt_ci(r["throughput_ratio_lo"], r["throughput_ratio_hi"], fmt_ratio),
+            _verdict_text(r["throughput_verdict"]), fmt_ms(r["p95_a_us"]),
+            fmt_ms(r["p95_b_us"]), fmt_ratio(r["p95_ratio"]),
+            fmt_ci(r["p95_ratio_lo"], r["p95_ratio_hi"], fmt_ratio),
+            _verdict_text(r["p95_verdict"])]
+
+
 def _shared_memory_section(rows: list[dict]) -> dict:
     """Shared memory against the wire: the same cell, shared ÷ wire (`analysis.shared_memory`)."""
     return {"title": "Shared memory vs the wire", "paragraphs": [
@@ -549,13 +554,7 @@ def _shared_memory_section(rows: list[dict]) -> dict:
                     f"{_bytes(r['mean_bytes_sent_a'])} → {_bytes(r['mean_bytes_sent_b'])}",
                     f"{_bytes(r['mean_bytes_received_a'])} → "
                     f"{_bytes(r['mean_bytes_received_b'])}",
-                    fmt_rps(r["throughput_a"]), fmt_rps(r["throughput_b"]),
-                    fmt_ratio(r["throughput_ratio"]),
-                    fmt_ci(r["throughput_ratio_lo"], r["throughput_ratio_hi"], fmt_ratio),
-                    _verdict_text(r["throughput_verdict"]), fmt_ms(r["p95_a_us"]),
-                    fmt_ms(r["p95_b_us"]), fmt_ratio(r["p95_ratio"]),
-                    fmt_ci(r["p95_ratio_lo"], r["p95_ratio_hi"], fmt_ratio),
-                    _verdict_text(r["p95_verdict"]), fmt_num(r["cpu_a_us"], 0),
+                    *_pair_cells(r), fmt_num(r["cpu_a_us"], 0),
                     fmt_num(r["cpu_b_us"], 0), fmt_ratio(r["cpu_ratio"]),
                     fmt_ci(r["cpu_ratio_lo"], r["cpu_ratio_hi"], fmt_ratio)] for r in rows])}
 
