@@ -73,12 +73,15 @@ def capacity_answers(knees: pd.DataFrame, recommendations: list[dict],
     if knees.empty:
         return out
     recs = {(r["model"], r["protocol"]): r for r in recommendations}
-    for (model, protocol), _ in knees.groupby(["base_model", "protocol"], sort=True):
-        on = _pick(knees, base_model=model, protocol=protocol, batching="on", config="current")
-        off = _pick(knees, base_model=model, protocol=protocol, batching="off")
-        after = _pick(knees, base_model=model, protocol=protocol, batching="on",
-                      config="recommended")
-        row = {"model": model, "protocol": protocol, "capacity": _knee(on),
+    for (model, protocol, objective), group in knees.groupby(
+            ["base_model", "protocol", "objective"], sort=True):
+        keys = {"base_model": model, "protocol": protocol, "objective": objective}
+        on = _pick(knees, **keys, batching="on", config="current")
+        off = _pick(knees, **keys, batching="off")
+        after = _pick(knees, **keys, batching="on", config="recommended")
+        slo_ms = float(group["slo_p95_us"].iloc[0]) / 1000.0
+        row = {"model": model, "protocol": protocol,
+               "objective": f"{objective} ≤ {slo_ms:g} ms", "capacity": _knee(on),
                "batching_off": _knee(off), "batching_gain": _ratio(on, off),
                "recommended": None, "replicas": None}
         rec = recs.get((model, protocol))

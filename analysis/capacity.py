@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from tritonload.core.errors import UsageError
+from tritonload.core.knee import METRICS
 
 #: Default headroom kept free on each replica.
 DEFAULT_HEADROOM = 0.30
@@ -231,10 +232,11 @@ def capacity_plan(
 # ---------------------------------------------------------------------------------------------
 # Capacity searches (``tritonload capacity`` / ``bench``): their search.json documents as tables
 
-KNEE_COLUMNS = ["label", "model", "base_model", "protocol", "batching", "config", "status",
+KNEE_COLUMNS = ["label", "model", "base_model", "protocol", "batching", "config", "objective",
+                "status",
                 "capacity_rps", "capacity_lo_rps", "capacity_hi_rps", "p95_us", "goodput",
                 "at_rps", "probes", "slo_p95_us", "explanation"]
-PROBE_COLUMNS = ["label", "model", "base_model", "protocol", "batching", "config",
+PROBE_COLUMNS = ["label", "model", "base_model", "protocol", "batching", "config", "objective",
                  "offered_rps", "throughput_rps", "requests", "p95_us", "p95_lo_us",
                  "p95_hi_us", "error_rate", "goodput", "trusted", "reasons", "run_dir"]
 
@@ -245,7 +247,9 @@ def _search_keys(doc: dict) -> dict:
     return {"label": str(doc["label"]), "model": model,
             "base_model": str(tags.get("base_model", model)),
             "protocol": str(doc["protocol"]), "batching": str(tags.get("batching", "on")),
-            "config": str(tags.get("config", "current"))}
+            "config": str(tags.get("config", "current")),
+            # What the search judged: request P95, or a generation's TTFT or ITL P95.
+            "objective": METRICS[str((doc.get("limits") or {}).get("metric", "latency"))]}
 
 
 def _nan(value: object) -> float:

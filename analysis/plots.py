@@ -266,35 +266,38 @@ def capacity_curves(probes: pd.DataFrame, knees: pd.DataFrame,
     """
     if probes.empty:
         return None
-    panels = list(probes.groupby(["base_model", "protocol"], sort=True))
+    panels = list(probes.groupby(["base_model", "protocol", "objective"], sort=True))
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
     fig = Figure(figsize=(4.6 * cols, 3.6 * rows), layout="constrained")
     styles = {("on", "current"): ("C0", "batching on"), ("off", "current"): ("C1", "batching off"),
               ("on", "recommended"): ("C2", "recommended config")}
-    for i, ((model, protocol), group) in enumerate(panels):
+    for i, ((model, protocol, objective), group) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
+        mine = knees[(knees["base_model"] == model) & (knees["protocol"] == protocol)
+                     & (knees["objective"] == objective)]
+        slo_us = float(mine["slo_p95_us"].iloc[0]) if len(mine) else slo_p95_us
         for (batching, config), g in group.groupby(["batching", "config"], sort=True):
             color, label = styles.get((batching, config), ("C7", f"{batching} {config}"))
             g = g[g["trusted"]].sort_values("offered_rps")
-            shown = g[g["p95_us"] <= (slo_p95_us or np.inf) * 4]  # keep the axis readable
+            shown = g[g["p95_us"] <= (slo_us or np.inf) * 4]  # keep the axis readable
             err = np.vstack([shown["p95_us"] - shown["p95_lo_us"],
                              shown["p95_hi_us"] - shown["p95_us"]]) / 1000.0
             ax.errorbar(shown["offered_rps"], shown["p95_us"] / 1000.0,
                         yerr=np.clip(np.nan_to_num(err), 0, None), marker="o", markersize=4,
                         capsize=3, color=color, label=label)
-            k = knees[(knees["base_model"] == model) & (knees["protocol"] == protocol)
-                      & (knees["batching"] == batching) & (knees["config"] == config)]
-            if len(k) and np.isfinite(k["capacity_rps"].iloc[0]) and slo_p95_us:
+            k = mine[(mine["batching"] == batching) & (mine["config"] == config)]
+            if len(k) and np.isfinite(k["capacity_rps"].iloc[0]) and slo_us:
                 kn = k.iloc[0]
                 ax.axvspan(kn["capacity_lo_rps"], kn["capacity_hi_rps"], color=color, alpha=0.12)
-                ax.plot([kn["capacity_rps"]], [slo_p95_us / 1000.0], marker="D", markersize=8,
+                ax.plot([kn["capacity_rps"]], [slo_us / 1000.0], marker="D", markersize=8,
                         color=color, markeredgecolor="black", zorder=5)
-        if slo_p95_us:
-            ax.axhline(slo_p95_us / 1000.0, color="red", linewidth=1, label="P95 SLO")
-        ax.set_title(f"{model} ({protocol})", fontsize=10)
+        if slo_us:
+            ax.axhline(slo_us / 1000.0, color="red", linewidth=1, label=f"{objective} SLO")
+        title = model if objective == "P95" else f"{model}, {objective}"
+        ax.set_title(f"{title} ({protocol})", fontsize=10)
         ax.set_xlabel("offered rate (req/s)")
-        ax.set_ylabel("P95 (ms)")
+        ax.set_ylabel(f"{objective} (ms)")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")

@@ -725,7 +725,7 @@ def answer_sections(d: dict) -> list[dict]:
             cap, off, rec = m["capacity"] or {}, m["batching_off"], m["recommended"]
             after = (rec or {}).get("capacity")
             rows.append([
-                m["model"], m["protocol"], _capacity_text(cap),
+                m["model"], m["protocol"], m["objective"], _capacity_text(cap),
                 _interval(cap.get("capacity_lo_rps"), cap.get("capacity_hi_rps")),
                 fmt_num(cap.get("p95_ms"), 1), fmt_pct(cap.get("goodput")),
                 _capacity_text(off), _gain_text(m["batching_gain"]),
@@ -735,7 +735,9 @@ def answer_sections(d: dict) -> list[dict]:
                  f"scheduled send time, stays within {slo:g} ms with errors ≤ "
                  f"{fmt_pct(a['max_error_rate'])} (95% interval). Goodput: requests within the "
                  "SLO at the highest rate that passed. Batching off: the model's _nobatch "
-                 "twin. Checked: the recommended config below, measured."]
+                 "twin. Checked: the recommended config below, measured. A generative "
+                 "model's objective is its TTFT or inter-token-latency P95 (its P95 column), "
+                 "one search each: the lower capacity binds."]
         after_table = []
         if a["target_rps"]:
             after_table.append(
@@ -745,8 +747,8 @@ def answer_sections(d: dict) -> list[dict]:
                             for m in a["models"] if m["replicas"]) + ".")
         out.append({"id": "capacity", "title": f"Capacity within P95 ≤ {slo:g} ms",
                     "paragraphs": paras, "after_table": after_table,
-                    "table": (["model", "protocol", "capacity req/s", "95% interval",
-                               "P95 ms", "goodput", "batching off", "on ÷ off",
+                    "table": (["model", "protocol", "objective", "capacity req/s",
+                               "95% interval", "P95 ms", "goodput", "batching off", "on ÷ off",
                                "checked config req/s", "replicas"], rows)})
         out.append({"id": "knee", "title": "The knee, per model", "paragraphs": [
             "P95 (with its 95% interval) against the offered rate for every probe of every "

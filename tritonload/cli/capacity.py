@@ -7,6 +7,10 @@ of one model (``locustfiles/bench.py``, one user): a child start costs about 1.4
 2-core box, so a 1 s warm-up plus a 2 s window makes a probe about 4.4 s, and a search of
 6–9 probes about half a minute.
 
+A generative model's search (`Search.generative`) sends its probes from the LLM users of
+``locustfiles/llm.py`` and judges the TTFT or ITL P95 its limits name; its probes allow ten
+seconds of generations in flight, since one generation lasts its whole token stream.
+
 Each search writes ``<out>/<label>/search.json`` (limits, probes, the knee) next to its probe
 run directories ``<out>/<label>/r<rate>/``; the report reads search.json.
 """
@@ -19,6 +23,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from tritonload.cli.console import console
 from tritonload.cli.headless import LOCUSTFILES, LocustRun, Processes
@@ -33,7 +40,8 @@ from tritonload.core.rundir import (
     read_run_json,
     write_json_atomic,
 )
-from tritonload.core.schema import SEARCH_JSON
+from tritonload.core.schema import GENERATION_COLUMNS, SEARCH_JSON
+from tritonload.core.tokens import summarize_tokens
 from tritonload.core.validity import CLIENT_CPU_LIMIT, LATE_OR_DROPPED_LIMIT, judge
 from tritonload.server.fleet import NOBATCH_SUFFIX
 
@@ -42,6 +50,9 @@ from tritonload.server.fleet import NOBATCH_SUFFIX
 FIRST_WARMUP_S = 3.0
 #: Requests in flight a probe allows: enough for four SLOs' worth of its rate.
 IN_FLIGHT_PER_SLO = 4
+#: A generative probe's in-flight allowance, in seconds of its rate: a generation of 64
+#: tokens lasts about 1.3 s on the demo's text_generator, far longer than its TTFT objective.
+GENERATION_IN_FLIGHT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,8 @@ class Search:
     label: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     probes: list[Probe] = field(default_factory=list)
+    generative: bool = False  # a token-streaming model, probed by the LLM users
+    options: tuple[str, ...] = ()  # more probe options (the LLM users' --isl, --osl...)
 
     def __post_init__(self) -> None:
         if self.protocol not in ("grpc", "http"):
@@ -89,19 +102,26 @@ class Search:
         if not self.probes:
             timing = dataclasses.replace(timing, warmup_s=max(timing.warmup_s,
                                                                FIRST_WARMUP_S))
-        in_flight = int(min(max(math.ceil(rate * self.limits.slo_p95_us / 1e6
-                                          * IN_FLIGHT_PER_SLO), 64), 2048))
-        options = ["--mix", f"{self.model}:1", "--mode", "open", "--rate", f"{rate:g}",
+        allowance_s = (GENERATION_IN_FLIGHT_S if self.generative
+                       else self.limits.slo_p95_us / 1e6 * IN_FLIGHT_PER_SLO)
+        in_flight = int(min(max(math.ceil(rate * allowance_s), 64), 2048))
+        mix = "--llm-mix" if self.generative else "--mix"
+        options = [mix, f"{self.model}:1", "--mode", "open", "--rate", f"{rate:g}",
                    "--arrival", "poisson", "--max-in-flight", str(in_flight),
                    "--warmup", f"{timing.warmup_s:g}", "--tag", f"search={self.label}",
-                   "--request-timeout", f"{target.timeout_s:g}"]
+                   "--request-timeout", f"{target.timeout_s:g}", *self.options]
         for name, value in {**self.tags, "probe_rps": f"{rate:g}"}.items():
             options += ["--tag", f"{name}={value}"]
         for name, value in target.headers.items():
             options += ["--header", f"{name}={value}"]
-        user_class = "Grpc" if self.protocol == "grpc" else "Http"
+        if self.generative:
+            locustfile = LOCUSTFILES / "llm.py"
+            user_class = "LlmUser" if self.protocol == "grpc" else "HttpLlmUser"
+        else:
+            locustfile = LOCUSTFILES / "bench.py"
+            user_class = "Grpc" if self.protocol == "grpc" else "Http"
         # One user per process: the rate is split over the users, and each worker needs one.
-        return LocustRun(LOCUSTFILES / "bench.py", target, self.probe_dir(rate),
+        return LocustRun(locustfile, target, self.probe_dir(rate),
                          max(1, timing.processes.workers), timing.duration_s,
                          user_classes=[user_class], options=options,
                          processes=timing.processes)
@@ -117,7 +137,7 @@ class Search:
 
     def record(self, run_dir: Path, rate: float) -> Probe:
         """Judge a finished probe and remember it."""
-        probe = judge_probe(run_dir, rate, self.limits.slo_p95_us)
+        probe = judge_probe(run_dir, rate, self.limits)
         self.probes.append(probe)
         return probe
 
@@ -129,6 +149,7 @@ class Search:
         """Write search.json."""
         document = {"format": "tritonload-capacity-search", "version": 1, "label": self.label,
                     "model": self.model, "protocol": self.protocol, "tags": self.tags,
+                    "generative": self.generative,
                     "limits": vars(self.limits), "knee": self.result().as_dict()}
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / SEARCH_JSON
@@ -136,10 +157,14 @@ class Search:
         return path
 
 
-def judge_probe(run_dir: Path, offered_rps: float, slo_p95_us: float) -> Probe:
+def judge_probe(run_dir: Path, offered_rps: float, limits: SearchLimits) -> Probe:
     """A probe's numbers and trust, from its run directory."""
+    slo_p95_us = limits.slo_p95_us
     meta = read_run_json(run_dir)
-    records = read_records(run_dir, ["intended_start_ns", "latency_us", "ok"])
+    columns = ["intended_start_ns", "latency_us", "ok"]
+    if limits.metric != "latency":
+        columns += list(GENERATION_COLUMNS)
+    records = read_records(run_dir, columns)
     window = run_window(meta, records)
     numbers = numbers_of(records, window, int(meta.get("started_ns") or 0))
     steady = records[in_window(records["intended_start_ns"].to_numpy(),
@@ -148,7 +173,10 @@ def judge_probe(run_dir: Path, offered_rps: float, slo_p95_us: float) -> Probe:
     done = completion_ns(ok["intended_start_ns"].to_numpy(), ok["latency_us"].to_numpy())
     # The same window and numbers the probe is judged on; no second read of the run.
     validity = judge(meta, window, read_arrivals(run_dir), numbers.total)
-    probe = probe_of(numbers, offered_rps, slo_p95_us, done, run_dir=str(run_dir))
+    judged: dict = {}
+    if limits.metric != "latency":
+        done, judged = _token_objective(steady, window.duration_s, done, limits)
+    probe = probe_of(numbers, offered_rps, slo_p95_us, done, run_dir=str(run_dir), **judged)
     # The generator's own failures make a probe say nothing about the server. A saturated
     # client always does: it smooths and lowers the load the server sees. Dropped sends do
     # when the probe passed (the server was judged on less than the rate offered); when it
@@ -161,6 +189,22 @@ def judge_probe(run_dir: Path, offered_rps: float, slo_p95_us: float) -> Probe:
     if validity.dropped_share > LATE_OR_DROPPED_LIMIT and probe.passes(slo_p95_us, 1.0):
         spoiled.append(f"{validity.dropped_share:.1%} of sends were dropped")
     return dataclasses.replace(probe, trusted=not spoiled, reasons=tuple(spoiled))
+
+
+def _token_objective(steady: pd.DataFrame, duration_s: float, done: np.ndarray,
+                     limits: SearchLimits) -> tuple[np.ndarray, dict]:
+    """A generative probe's judged values: TTFTs or pooled gaps, with their completions.
+
+    Also the count of generations that met the objective (`tritonload.core.tokens`' rules).
+    """
+    tokens = summarize_tokens(steady, duration_s)
+    limit = limits.slo_p95_us
+    if limits.metric == "ttft":
+        return done, {"judged_us": tokens.ttft_us,
+                      "good": int(np.count_nonzero(tokens.ttft_us <= limit))}
+    gaps = [0 if g is None else len(g) for g in steady[steady["ok"]]["itl_us"]]
+    return np.repeat(done, gaps), {"judged_us": tokens.itl_us,
+                                   "good": int(np.count_nonzero(~(tokens.mean_itl_us > limit)))}
 
 
 def run_searches(searches: Sequence[Search], target: Target, timing: ProbePlan,
@@ -197,7 +241,8 @@ def _probe_line(search: Search, probe: Probe) -> str:
     if not probe.trusted:
         verdict = "not trusted: " + "; ".join(probe.reasons)
     return (f"  {search.label}: {probe.offered_rps:.0f} req/s offered → "
-            f"{probe.throughput_rps:.0f} served, P95 {probe.p95_us / 1000:.1f} ms "
+            f"{probe.throughput_rps:.0f} served, {search.limits.judged} "
+            f"{probe.p95_us / 1000:.1f} ms "
             f"[{probe.p95_lo_us / 1000:.1f}, {probe.p95_hi_us / 1000:.1f}], "
             f"errors {probe.error_rate:.1%}: {verdict}")
 

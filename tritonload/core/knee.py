@@ -1,5 +1,11 @@
 """The capacity search: the highest open-loop rate whose P95 stays within the SLO.
 
+The P95 judged is the request latency's by default. A generative model's search judges its
+time to first token or its inter-token latency instead (`SearchLimits.metric`, with the
+numbers of `tritonload.core.tokens`); the rest of the search is the same. Under both a TTFT and
+an ITL objective, one search runs per objective and the lower knee binds: each metric only
+grows with the rate, so a rate within both is within the lower of the two knees.
+
 A concurrency ladder stops where it stops: the demo's (1, 4, 16 in flight) never reached the
 knee of 5 of its 6 models, so the report could only say "≥ 206.7 req/s". Here the rate is
 searched for instead. Each *probe* offers a Poisson rate open loop (latency counts from the
@@ -47,6 +53,8 @@ DEFAULT_PRECISION = 0.05
 #: Sub-windows per probe for the between-sub-window part of the P95 interval.
 SUB_WINDOWS = 4
 CONFIDENCE = 0.95
+#: What a search may judge, and how its lines name it.
+METRICS = {"latency": "P95", "ttft": "TTFT P95", "itl": "ITL P95"}
 
 FOUND = "found"
 ABOVE_RANGE = "above range"  # every probe passed up to the highest rate allowed
@@ -77,21 +85,24 @@ class Probe:
 
 
 def probe_of(numbers: RunNumbers, offered_rps: float, slo_p95_us: float,
-             completions_ns: np.ndarray | None = None, *, trusted: bool = True,
+             completions_ns: np.ndarray | None = None, *, judged_us: np.ndarray | None = None,
+             good: int | None = None, trusted: bool = True,
              reasons: Sequence[str] = (), run_dir: str = "") -> Probe:
     """Judge a probe run from its steady-window numbers.
 
     ``completions_ns`` (completion times of the window's successful requests, in the order
-    of ``numbers.total.latencies_us``) lets the P95 interval widen with the spread between
-    sub-windows; without it only the order-statistic interval is used.
+    of the values judged) lets the P95 interval widen with the spread between sub-windows;
+    without it only the order-statistic interval is used. The values judged are the request
+    latencies, or ``judged_us`` (a generation's TTFTs or inter-token gaps); ``good`` is then
+    the count of requests that met the objective, for the goodput.
     """
     total = numbers.total
-    latencies = total.latencies_us
+    latencies = total.latencies_us if judged_us is None else judged_us
     p95 = float(percentiles_us(latencies, [95])[0])
     lo, hi = percentile_interval_us(latencies, 95, CONFIDENCE)
     if completions_ns is not None and len(latencies):
         lo, hi = _widen_by_sub_windows(latencies, completions_ns, numbers, p95, lo, hi)
-    within = int(np.count_nonzero(latencies <= slo_p95_us))
+    within = int(np.count_nonzero(latencies <= slo_p95_us)) if good is None else good
     goodput = within / total.requests if total.requests else math.nan
     error_rate = total.error_rate if total.requests else 1.0
     return Probe(float(offered_rps), float(total.throughput_rps), total.requests, p95, lo, hi,
@@ -124,6 +135,16 @@ class SearchLimits:
     max_rps: float = 20_000.0
     precision: float = DEFAULT_PRECISION
     max_probes: int = 12
+    metric: str = "latency"  # which P95 is judged: a key of METRICS
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"metric {self.metric!r}; choose one of {', '.join(METRICS)}")
+
+    @property
+    def judged(self) -> str:
+        """The objective's name in lines: ``P95``, ``TTFT P95`` or ``ITL P95``."""
+        return METRICS[self.metric]
 
 
 def bracket(probes: Sequence[Probe], limits: SearchLimits
@@ -217,7 +238,7 @@ def knee(probes: Sequence[Probe], limits: SearchLimits) -> Knee:
     slo = limits.slo_p95_us
     low, high = bracket(probes, limits)
     nan = math.nan
-    slo_text = f"P95 ≤ {slo / 1000:g} ms"
+    slo_text = f"{limits.judged} ≤ {slo / 1000:g} ms"
     if low is None:
         status = GENERATOR_BOUND if probes and not any(p.trusted for p in probes) else BELOW_RANGE
         why = ("the load generator could not offer even the lowest rate"
@@ -235,8 +256,8 @@ def knee(probes: Sequence[Probe], limits: SearchLimits) -> Knee:
                                      f"at {untrusted[0].offered_rps:.0f} req/s {why}, so the "
                                      "knee lies beyond what this generator can offer."))
         return Knee(ABOVE_RANGE, low.offered_rps, low.offered_rps, nan, **base,
-                    explanation=(f"At least {low.offered_rps:.0f} req/s: P95 stayed within "
-                                 f"the SLO up to the highest rate allowed."))
+                    explanation=(f"At least {low.offered_rps:.0f} req/s: {limits.judged} "
+                                 "stayed within the SLO up to the highest rate allowed."))
     ordered = [p for p in probes if p.trusted]
     estimate = _first_crossing(ordered, "p95_us", slo)
     if high.p95_us <= slo:  # the failing probe failed on errors: no latency crossing
@@ -244,9 +265,9 @@ def knee(probes: Sequence[Probe], limits: SearchLimits) -> Knee:
     lo = min(_first_crossing(ordered, "p95_hi_us", slo), estimate)
     hi = max(_first_crossing(ordered, "p95_lo_us", slo), estimate)
     status = FOUND if settled(low, high, limits.precision) else UNSETTLED
-    reason = (f"P95 {high.p95_us / 1000:.1f} ms" if high.p95_us > slo
+    reason = (f"{limits.judged} {high.p95_us / 1000:.1f} ms" if high.p95_us > slo
               else f"error rate {high.error_rate:.1%}")
-    explanation = (f"{estimate:.0f} req/s (95% interval {lo:.0f}–{hi:.0f}): P95 was "
+    explanation = (f"{estimate:.0f} req/s (95% interval {lo:.0f}–{hi:.0f}): {limits.judged} was "
                    f"{low.p95_us / 1000:.1f} ms at {low.offered_rps:.0f} req/s and {reason} at "
                    f"{high.offered_rps:.0f} req/s; {len(probes)} probes.")
     spoiled = [p for p in probes if not p.trusted

@@ -13,6 +13,9 @@ def add_user_options(group: Any) -> None:
     """What the users send: mix, mode, open-loop rate, payloads."""
     group.add_argument("--mix", default=None, metavar="MODEL:W,...",
                        help="weighted model mix, e.g. text_classifier:5,recommender:3")
+    group.add_argument("--llm-mix", default=None, metavar="MODEL:W,...",
+                       help="LLM users: their weighted model mix (default each user class's "
+                       "own; --mix is the classic users')")
     group.add_argument("--mode", choices=("sync", "async", "open"), default=None,
                        help="sync: one request in flight per user; async: up to --max-in-flight; "
                        "open: requests on a schedule at --rate, latency from the scheduled time")
@@ -44,7 +47,7 @@ def add_user_options(group: Any) -> None:
 
 
 def add_generation_options(group: Any) -> None:
-    """The prompts of the LLM users (`tritonload.load.llm`): lengths, system prompts, dataset."""
+    """The LLM users' models and prompts (`tritonload.load.llm`): lengths, pools, datasets."""
     group.add_argument("--isl", default=None, metavar="N|MEAN,STDDEV|@FILE",
                        help="LLM users: input sequence length in words, fixed, normal or from "
                        "a file of lengths (default 128)")

@@ -213,10 +213,10 @@ def _number(options: Any, name: str, default: Any, kind: type) -> Any:
 def user_settings(cls: type, options: Any) -> UserSettings:
     """Class attributes, overridden by the options given (a given 0 is kept, and refused).
 
-    ``--mix`` is the classic users' mix: an LLM user class keeps its own.
+    ``--mix`` is the classic users' mix, ``--llm-mix`` the LLM users'.
     """
     generative = getattr(cls, "generative", False)
-    mix_spec = cls.mix if generative else option(options, "mix", None) or cls.mix
+    mix_spec = option(options, "llm_mix" if generative else "mix", None) or cls.mix
     mode = option(options, "mode", cls.mode)
     in_flight = _number(options, "max_in_flight", cls.max_in_flight, int)
     rate = _number(options, "rate", cls.rate, float)

@@ -1,8 +1,15 @@
-"""`tritonload capacity`: per model, the highest open-loop rate whose P95 stays within the SLO."""
+"""`tritonload capacity`: per model, the highest open-loop rate whose P95 stays within the SLO.
+
+A generative (decoupled) model is searched under its token objectives instead: one search
+per objective given (``--slo-ttft-ms``, ``--slo-itl-ms``), sent by the LLM users with the
+prompts ``--isl``/``--osl`` describe. Which models stream is read from their served configs
+at the start, so the same ``--models`` list can hold both kinds.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -15,9 +22,12 @@ from tritonload.cli.commands.target_options import add_target_options, target_fr
 from tritonload.cli.console import console, print_table
 from tritonload.cli.headless import parse_duration
 from tritonload.cli.signals import sigterm_raises_interrupt
+from tritonload.core.config import Target
 from tritonload.core.errors import UsageError
 from tritonload.core.knee import DEFAULT_PRECISION, Knee, SearchLimits
-from tritonload.core.options import positive_number
+from tritonload.core.options import add_generation_options, positive_number
+from tritonload.triton.admin import TritonAdmin
+from tritonload.triton.payloads import ModelInfo
 
 DEFAULT_MODELS = "text_classifier,image_classifier,recommender"
 
@@ -27,6 +37,11 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("capacity search")
     group.add_argument("--slo-p95-ms", type=positive_number, default=50.0,
                        help="the P95 objective in ms (default 50)")
+    group.add_argument("--slo-ttft-ms", type=positive_number, default=None,
+                       help="a generative model's time-to-first-token P95 objective in ms")
+    group.add_argument("--slo-itl-ms", type=positive_number, default=None,
+                       help="a generative model's inter-token-latency P95 objective in ms "
+                       "(with --slo-ttft-ms: one search each, the lower capacity binds)")
     group.add_argument("--max-error-rate", type=float, default=0.01,
                        help="highest acceptable error rate of a probe (default 0.01)")
     group.add_argument("--start-rps", type=positive_number, default=100.0,
@@ -43,6 +58,27 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
                        help="plan replicas for this peak rate")
     group.add_argument("--headroom", type=float, default=DEFAULT_HEADROOM,
                        help=f"share of each replica kept free (default {DEFAULT_HEADROOM})")
+
+
+def token_limits(limits: SearchLimits, args: argparse.Namespace) -> list[SearchLimits]:
+    """A generative model's limits: one per token objective given (exit 2 when none is)."""
+    objectives = {"ttft": args.slo_ttft_ms, "itl": args.slo_itl_ms}
+    chosen = [dataclasses.replace(limits, metric=metric, slo_p95_us=ms * 1000.0)
+              for metric, ms in objectives.items() if ms is not None]
+    if not chosen:
+        raise UsageError("a generative model streams tokens: give --slo-ttft-ms and/or "
+                         "--slo-itl-ms for its capacity search")
+    return chosen
+
+
+def generation_options(args: argparse.Namespace) -> tuple[str, ...]:
+    """The LLM users' prompt options given, passed on to each generative probe."""
+    out: list[str] = []
+    for name in ("isl", "osl", "num_system_prompts", "system_prompt_length", "prompts"):
+        value = getattr(args, name, None)
+        if value is not None:
+            out += [f"--{name.replace('_', '-')}", str(value)]
+    return tuple(out)
 
 
 def limits_from_args(args: argparse.Namespace) -> SearchLimits:
@@ -89,6 +125,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="time budget of all searches, e.g. 90s, 5m (default 10m)")
     parser.add_argument("--force", action="store_true", help="overwrite a non-empty --output")
     add_search_options(parser)
+    add_generation_options(parser.add_argument_group("generative models' prompts"))
     add_target_options(parser)
     add_process_options(parser)
     parser.set_defaults(func=run)
@@ -116,11 +153,12 @@ def run(args: argparse.Namespace) -> int:
     if not models:
         raise UsageError("--models: name at least one model")
     out = fresh_output(args.output, "capacity", args.force)
-    searches = [Search(m, p, limits, out) for m in models for p in protocols]
-    console.print(f"capacity: {len(searches)} searches within {budget:g} s → {out}")
     with sigterm_raises_interrupt(), target_from_args(args) as target:
+        searches = searches_of(models, protocols, limits, out, streaming_models(target, models),
+                               args)
+        console.print(f"capacity: {len(searches)} searches within {budget:g} s → {out}")
         knees = run_searches(searches, target, timing, budget)
-    print_table([knee_row(s.label, k, args.target_rps, args.headroom)
+    print_table([knee_row(s, k, args.target_rps, args.headroom)
                  for s, k in zip(searches, knees, strict=True)],
                 title=f"capacity within P95 ≤ {args.slo_p95_ms:g} ms")
     for search, k in zip(searches, knees, strict=True):
@@ -131,9 +169,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def knee_row(label: str, k: Knee, target_rps: float | None, headroom: float) -> dict[str, str]:
+def streaming_models(target: Target, models: list[str]) -> set[str]:
+    """The models whose served config is decoupled (a token stream per request)."""
+    with TritonAdmin(target) as admin:
+        return {m for m in models if ModelInfo.from_served(admin.metadata(m),
+                                                           admin.config(m)).decoupled}
+
+
+def searches_of(models: list[str], protocols: list[str], limits: SearchLimits, out: Path,
+                streaming: set[str], args: argparse.Namespace) -> list[Search]:
+    """One search per model × protocol, and per token objective for a generative model."""
+    searches = []
+    for model in models:
+        for protocol in protocols:
+            if model not in streaming:
+                searches.append(Search(model, protocol, limits, out))
+                continue
+            for judged in token_limits(limits, args):
+                searches.append(Search(model, protocol, judged, out,
+                                       label=f"{model}-{protocol}-{judged.metric}",
+                                       generative=True, options=generation_options(args)))
+    return searches
+
+
+def knee_row(search: Search, k: Knee, target_rps: float | None,
+             headroom: float) -> dict[str, str]:
     """One line of the capacity table."""
-    row = {"search": label, "status": k.status,
+    slo_ms = search.limits.slo_p95_us / 1000.0
+    row = {"search": search.label, "objective": f"{search.limits.judged} ≤ {slo_ms:g} ms",
+           "status": k.status,
            "capacity req/s": f"{k.capacity_rps:.0f}" if k.capacity_rps == k.capacity_rps else "-",
            "95% interval": (f"{k.capacity_lo_rps:.0f}–{k.capacity_hi_rps:.0f}"
                             if k.capacity_hi_rps == k.capacity_hi_rps else "-"),

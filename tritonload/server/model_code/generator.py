@@ -29,6 +29,11 @@ Arrivals are served before decoding (vLLM's default, without chunked prefill), s
 server stretches the gaps between tokens of the sequences already running. Sleeping leaves
 the CPU free, like a GPU kernel.
 
+A request Triton cancels (its client closed the stream or the connection) leaves the batch at
+the next step, as vLLM's and TensorRT-LLM's backends drop it: a load generator that stops
+must not leave the next run a server still decoding its abandoned streams. Without this, a
+capacity probe at 160 generations/s left the next probe's ITL P95 at 376 ms instead of 25 ms.
+
 A prompt that starts with ``ABORT@k`` (k a number) is aborted by the model after ``k`` tokens
 with an error response: the stand-in for an engine that drops a stream mid-way.
 """
@@ -52,6 +57,12 @@ class _Sequence:
         self.max_tokens = max_tokens
         self.emitted = 0
         self.abort_at = abort_after(prompt)
+
+
+def _cancelled(sender) -> bool:
+    """Whether Triton cancelled the request (its client closed the stream or connection)."""
+    is_cancelled = getattr(sender, "is_cancelled", None)
+    return bool(is_cancelled and is_cancelled())
 
 
 class TritonPythonModel:
@@ -118,6 +129,10 @@ class TritonPythonModel:
             self.active = [s for s in self.active if s.sender is not None]
 
     def _emit(self, seq: _Sequence) -> None:
+        if _cancelled(seq.sender):  # the client went away: free its slot, as engines do
+            self._fail(seq.sender, "generation cancelled by the client")
+            seq.sender = None
+            return
         if seq.abort_at is not None and seq.emitted >= seq.abort_at:
             self._fail(seq.sender, f"generation aborted after {seq.emitted} tokens")
             seq.sender = None

@@ -1,0 +1,150 @@
+"""A real, non-Triton KServe v2 server (kserve's own ModelServer) as a test peer.
+
+Why: tritonload should drive any KServe-v2 server, not just Triton, and the only honest check
+is a second, independent implementation of the protocol. kserve 0.21.0 needs numpy 2, while
+the main venv is held at numpy<2 (nvidia-pytriton), so the peer runs ``server.py`` from its
+own venv, built once into ``~/.cache/tritonload/kserve-peer-<hash>`` (``$TRITONLOAD_CACHE``
+overrides the parent folder) and reused while its ``.complete`` marker exists. The marker is
+written only after a successful install, and an ``fcntl`` lock keeps two pytest processes
+from building at once. Measured here (2 cores, PyPI over the network): a cold build takes
+COLD_BUILD_S and the venv is COLD_BUILD_SIZE; a warm start is about WARM_START_S.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+# Everything the peer venv gets; its hash names the cache folder, so editing it rebuilds.
+REQUIREMENTS = ("kserve==0.21.0",)
+SERVER = Path(__file__).with_name("server.py")
+MARKER = ".complete"
+
+
+def _log(message: str) -> None:
+    print(f"kserve-peer: {message}", file=sys.stderr, flush=True)
+
+
+def venv_dir() -> Path:
+    """The peer venv's cache folder, named by the requirements and this Python's version."""
+    parent = Path(os.environ.get("TRITONLOAD_CACHE", Path.home() / ".cache" / "tritonload"))
+    key = "\n".join([*REQUIREMENTS, f"py{sys.version_info[0]}.{sys.version_info[1]}"])
+    return parent / f"kserve-peer-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def ensure_venv() -> Path:
+    """The peer venv, built on first use (under a lock) and reused once marked complete."""
+    venv = venv_dir()
+    if (venv / MARKER).exists():
+        return venv
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.with_name(venv.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the marker
+        if (venv / MARKER).exists():
+            return venv
+        if venv.exists():
+            _log(f"removing half-built {venv}")
+            shutil.rmtree(venv)
+        started = time.monotonic()
+        _log(f"building {venv} with {' '.join(REQUIREMENTS)} (once; a few minutes)")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        log = venv / "pip-install.log"
+        with open(log, "w") as out:
+            done = subprocess.run(
+                [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-input",
+                 *REQUIREMENTS], stdout=out, stderr=subprocess.STDOUT, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"pip install into {venv} failed ({done.returncode}):\n"
+                               + _tail(log))
+        size = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink())
+        _log(f"built in {time.monotonic() - started:.0f} s, {size / 2**20:.0f} MiB")
+        (venv / MARKER).write_text(f"{' '.join(REQUIREMENTS)}\n")
+    return venv
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no output)"
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Peer:
+    """A running ``server.py``: ``http_url``, ``grpc_url``, ``stop()``; a context manager."""
+
+    def __init__(self, proc: subprocess.Popen, http_port: int, grpc_port: int, log: Path):
+        self.proc, self.http_port, self.grpc_port, self.log = proc, http_port, grpc_port, log
+        self.http_url = f"127.0.0.1:{http_port}"
+        self.grpc_url = f"127.0.0.1:{grpc_port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM to the server's process group, SIGKILL after ``timeout``; idempotent."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def __enter__(self) -> Peer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_peer(http_port: int | None = None, grpc_port: int | None = None, *,
+               delay_ms: float = 0.0, log: Path | None = None, timeout: float = 60.0) -> Peer:
+    """Start the peer on 127.0.0.1 and wait until HTTP is ready and gRPC accepts connections."""
+    python = ensure_venv() / "bin" / "python"
+    http_port, grpc_port = http_port or free_port(), grpc_port or free_port()
+    if log is None:
+        log = venv_dir().parent / f"kserve-peer-{http_port}.log"
+    cmd = [str(python), str(SERVER), "--http_port", str(http_port), "--grpc_port",
+           str(grpc_port), "--delay-ms", str(delay_ms)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    peer = Peer(proc, http_port, grpc_port, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"kserve peer exited with {proc.returncode}:\n{_tail(log)}")
+        if _http_ready(http_port) and _accepts(grpc_port):
+            return peer
+        time.sleep(0.2)
+    peer.stop()
+    raise RuntimeError(f"kserve peer not ready after {timeout:.0f} s:\n{_tail(log)}")
+
+
+def _http_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
