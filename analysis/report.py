@@ -714,6 +714,18 @@ def _config_text(c: dict | None) -> str:
             f"batch [{', '.join(map(str, preferred)) or 'any'}]")
 
 
+def _binding_lines(models: list[dict]) -> list[str]:
+    """Per model and protocol searched under several objectives: the one that binds."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for m in models:
+        if (m["capacity"] or {}).get("capacity_rps") is not None:
+            groups.setdefault((m["model"], m["protocol"]), []).append(m)
+    return [f"{model} ({protocol}): {low['objective']} binds, at "
+            f"{low['capacity']['capacity_rps']:.0f} req/s."
+            for (model, protocol), rows in sorted(groups.items()) if len(rows) > 1
+            for low in [min(rows, key=lambda m: m["capacity"]["capacity_rps"])]]
+
+
 def answer_sections(d: dict) -> list[dict]:
     """The sections the report opens with, one per planner's question."""
     a = d["answer"]
@@ -732,7 +744,7 @@ def answer_sections(d: dict) -> list[dict]:
                 _checked_text(after, rec),
                 (f"{m['replicas']['replicas']}" if m["replicas"] else "n/a")])
         paras = [f"Capacity: the highest Poisson open-loop rate whose P95, counted from the "
-                 f"scheduled send time, stays within {slo:g} ms with errors ≤ "
+                 f"scheduled send time, stays within its objective with errors ≤ "
                  f"{fmt_pct(a['max_error_rate'])} (95% interval). Goodput: requests within the "
                  "SLO at the highest rate that passed. Batching off: the model's _nobatch "
                  "twin. Checked: the recommended config below, measured. A generative "
@@ -745,7 +757,11 @@ def answer_sections(d: dict) -> list[dict]:
                 "from the current config (the checked one where it was significantly better): "
                 + "; ".join(f"{m['model']}: {m['replicas']['arithmetic']}"
                             for m in a["models"] if m["replicas"]) + ".")
-        out.append({"id": "capacity", "title": f"Capacity within P95 ≤ {slo:g} ms",
+        after_table += _binding_lines(a["models"])
+        classic_only = all(m["objective"].startswith("P95 ") for m in a["models"])
+        title = (f"Capacity within P95 ≤ {slo:g} ms" if classic_only and slo is not None
+                 else "Capacity within the SLOs")
+        out.append({"id": "capacity", "title": title,
                     "paragraphs": paras, "after_table": after_table,
                     "table": (["model", "protocol", "objective", "capacity req/s",
                                "95% interval", "P95 ms", "goodput", "batching off", "on ÷ off",

@@ -31,7 +31,7 @@ from tritonload.cli.console import console
 from tritonload.cli.headless import LOCUSTFILES, LocustRun, Processes
 from tritonload.core.config import Target
 from tritonload.core.errors import AlreadyReported, UsageError
-from tritonload.core.knee import Knee, Probe, SearchLimits, knee, next_rate, probe_of
+from tritonload.core.knee import KEEP_UP_SHARE, Knee, Probe, SearchLimits, knee, next_rate, probe_of
 from tritonload.core.numbers import completion_ns, in_window, numbers_of, run_window
 from tritonload.core.rundir import (
     json_ready,
@@ -176,6 +176,7 @@ def judge_probe(run_dir: Path, offered_rps: float, limits: SearchLimits) -> Prob
     judged: dict = {}
     if limits.metric != "latency":
         done, judged = _token_objective(steady, window.duration_s, done, limits)
+        judged["behind"] = numbers.total.throughput_rps < KEEP_UP_SHARE * offered_rps
     probe = probe_of(numbers, offered_rps, slo_p95_us, done, run_dir=str(run_dir), **judged)
     # The generator's own failures make a probe say nothing about the server. A saturated
     # client always does: it smooths and lowers the load the server sees. Dropped sends do
@@ -238,6 +239,8 @@ def run_searches(searches: Sequence[Search], target: Target, timing: ProbePlan,
 def _probe_line(search: Search, probe: Probe) -> str:
     ok = probe.passes(search.limits.slo_p95_us, search.limits.max_error_rate)
     verdict = "within SLO" if ok else "breaks SLO"
+    if probe.behind:
+        verdict += f" (fewer than {KEEP_UP_SHARE:.0%} of the rate finished)"
     if not probe.trusted:
         verdict = "not trusted: " + "; ".join(probe.reasons)
     return (f"  {search.label}: {probe.offered_rps:.0f} req/s offered → "

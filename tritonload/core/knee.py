@@ -53,6 +53,10 @@ DEFAULT_PRECISION = 0.05
 #: Sub-windows per probe for the between-sub-window part of the P95 interval.
 SUB_WINDOWS = 4
 CONFIDENCE = 0.95
+#: A generative probe fails when fewer generations than this share of its rate completed in
+#: its window: a server that prefills arrivals first keeps TTFT low while its decodes starve
+#: (text_generator at 150/s offered: TTFT P95 10 ms, 0 generations/s finished).
+KEEP_UP_SHARE = 0.5
 #: What a search may judge, and how its lines name it.
 METRICS = {"latency": "P95", "ttft": "TTFT P95", "itl": "ITL P95"}
 
@@ -78,15 +82,17 @@ class Probe:
     trusted: bool = True
     reasons: tuple[str, ...] = ()
     run_dir: str = ""
+    behind: bool = False  # the server fell behind the offered rate (`KEEP_UP_SHARE`)
 
     def passes(self, slo_p95_us: float, max_error_rate: float) -> bool:
-        """P95 within the SLO (NaN, no successes, is not) and errors within the bound."""
-        return self.p95_us <= slo_p95_us and not self.error_rate > max_error_rate
+        """P95 within the SLO (NaN, no successes, is not), errors in bounds, server keeping up."""
+        return (self.p95_us <= slo_p95_us and not self.error_rate > max_error_rate
+                and not self.behind)
 
 
 def probe_of(numbers: RunNumbers, offered_rps: float, slo_p95_us: float,
              completions_ns: np.ndarray | None = None, *, judged_us: np.ndarray | None = None,
-             good: int | None = None, trusted: bool = True,
+             good: int | None = None, behind: bool = False, trusted: bool = True,
              reasons: Sequence[str] = (), run_dir: str = "") -> Probe:
     """Judge a probe run from its steady-window numbers.
 
@@ -106,7 +112,7 @@ def probe_of(numbers: RunNumbers, offered_rps: float, slo_p95_us: float,
     goodput = within / total.requests if total.requests else math.nan
     error_rate = total.error_rate if total.requests else 1.0
     return Probe(float(offered_rps), float(total.throughput_rps), total.requests, p95, lo, hi,
-                 float(error_rate), goodput, trusted, tuple(reasons), run_dir)
+                 float(error_rate), goodput, trusted, tuple(reasons), run_dir, behind)
 
 
 def _widen_by_sub_windows(latencies: np.ndarray, completions_ns: np.ndarray,
@@ -266,6 +272,7 @@ def knee(probes: Sequence[Probe], limits: SearchLimits) -> Knee:
     hi = max(_first_crossing(ordered, "p95_lo_us", slo), estimate)
     status = FOUND if settled(low, high, limits.precision) else UNSETTLED
     reason = (f"{limits.judged} {high.p95_us / 1000:.1f} ms" if high.p95_us > slo
+              else f"only {high.throughput_rps:.0f} req/s finished" if high.behind
               else f"error rate {high.error_rate:.1%}")
     explanation = (f"{estimate:.0f} req/s (95% interval {lo:.0f}–{hi:.0f}): {limits.judged} was "
                    f"{low.p95_us / 1000:.1f} ms at {low.offered_rps:.0f} req/s and {reason} at "

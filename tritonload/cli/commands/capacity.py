@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         knees = run_searches(searches, target, timing, budget)
     print_table([knee_row(s, k, args.target_rps, args.headroom)
                  for s, k in zip(searches, knees, strict=True)],
-                title=f"capacity within P95 ≤ {args.slo_p95_ms:g} ms")
+                title="capacity within each objective")
     for search, k in zip(searches, knees, strict=True):
         console.print(f"{search.label}: {k.explanation}", markup=False)
     _, paths = write_report_for([], out, capacity_dir=out, slo_p95_ms=args.slo_p95_ms,
