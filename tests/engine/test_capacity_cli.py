@@ -23,6 +23,7 @@ from tests.locust_runs import REPO, error_lines
 from tritonload.cli.capacity import Search
 from tritonload.core.knee import FOUND, Probe, SearchLimits
 from tritonload.core.numbers import percentiles_us, run_numbers
+from tritonload.core.tokens import run_tokens
 
 
 def _tritonload(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -60,7 +61,7 @@ def test_search_json_is_the_document_the_analysis_reads(tmp_path):
     assert path == tmp_path / "recommender_nobatch-grpc" / "search.json"
     doc = json.loads(path.read_text())
     assert set(doc) == {"format", "version", "label", "model", "protocol", "tags", "limits",
-                        "knee"}
+                        "generative", "knee"}
     assert (doc["format"], doc["version"]) == ("tritonload-capacity-search", 1)
     assert doc["limits"] == vars(limits)
     assert doc["knee"]["status"] == "unsettled" and len(doc["knee"]["probes"]) == 4
@@ -118,10 +119,11 @@ def test_capacity_finds_the_recommender_knee(tmp_path, target):
     assert 400 <= k["capacity_rps"] <= 6400, k["explanation"]
 
     # The printed table says what search.json says.
-    title = "capacity within P95 ≤ 50 ms"
+    title = "capacity within each objective"
     assert title in proc.stdout, proc.stdout
     row = _table_row(proc.stdout, "recommender-grpc")
-    assert row[1:4] == ["found", f"{k['capacity_rps']:.0f}",
+    assert row[1] == "P95 ≤ 50 ms", row
+    assert row[2:5] == ["found", f"{k['capacity_rps']:.0f}",
                         f"{k['capacity_lo_rps']:.0f}–{k['capacity_hi_rps']:.0f}"], row
     assert row[-1] == str(len(k["probes"]))
     said = " ".join(proc.stdout.split())  # rich wraps long lines at 160 columns
@@ -143,6 +145,43 @@ def test_capacity_finds_the_recommender_knee(tmp_path, target):
         tags = json.loads((Path(p["run_dir"]) / "run.json").read_text())["extra"]["tags"]
         assert tags["search"] == "recommender-grpc"
         assert float(tags["probe_rps"]) == p["offered_rps"]
+
+
+@pytest.mark.integration
+def test_a_generative_model_is_searched_under_its_token_objectives(tmp_path, target):
+    """text_generator, one search per objective: each probe judged on the TTFT or ITL P95 of
+    its own generations (`run_tokens`), and the lower capacity named as the binding one."""
+    out = tmp_path / "cap"
+    proc = _tritonload("capacity", "--url", target.as_url(), "--models", "text_generator",
+                       "--slo-ttft-ms", "150", "--slo-itl-ms", "30", "--isl", "20",
+                       "--osl", "8", "--start-rps", "5", "--probe-window", "2",
+                       "--probe-warmup", "0.5", "--precision", "0.25", "--budget", "75s",
+                       "-o", str(out), timeout=300)
+    assert proc.returncode == 0, _output(proc)
+    for metric, name, column in (("ttft", "TTFT P95", "ttft"), ("itl", "ITL P95", "itl")):
+        doc = json.loads((out / f"text_generator-grpc-{metric}" / "search.json").read_text())
+        assert doc["generative"] and doc["limits"]["metric"] == metric
+        assert _table_row(proc.stdout, f"text_generator-grpc-{metric}")[1].startswith(name)
+        probes = [p for p in doc["knee"]["probes"] if p["requests"]]
+        assert len(probes) >= 2, doc["knee"]["explanation"]
+        for p in probes:
+            tokens = run_tokens(p["run_dir"])
+            assert p["p95_us"] / 1000 == pytest.approx(tokens.percentile_ms(column, 95),
+                                                       rel=1e-9), p
+        assert name in doc["knee"]["explanation"] or "finished" in doc["knee"]["explanation"]
+    report = (out / "report.md").read_text()
+    assert "| text_generator | grpc | ITL P95 ≤ 30 ms |" in report
+    assert re.search(r"text_generator \(grpc\): (ITL|TTFT) P95 ≤ \d+ ms binds", report), report
+
+
+@pytest.mark.integration
+def test_a_generative_model_without_a_token_objective_is_one_line(tmp_path, target):
+    proc = _tritonload("capacity", "--url", target.as_url(), "--models", "text_generator",
+                       "--budget", "30s", "-o", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 2, _output(proc)
+    lines = error_lines(proc.stderr)
+    assert lines and "--slo-ttft-ms" in lines[0], proc.stderr
+    _expect_one_line(lines)
 
 
 @pytest.mark.integration

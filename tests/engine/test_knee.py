@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -101,6 +102,17 @@ def test_errors_fail_a_probe_even_with_a_good_p95():
     answer = knee(probes, limits)
     assert answer.capacity_rps == 100  # no latency crossing to interpolate: the last pass
     assert "error rate 20.0%" in answer.explanation
+
+
+def test_a_server_falling_behind_fails_a_probe_even_with_a_good_p95():
+    """A generative server that prefills first keeps TTFT low while its decodes starve."""
+    limits = SearchLimits(slo_p95_us=SLO_US, metric="ttft")
+    probes = [probe(10, 10_000), dataclasses.replace(probe(40, 9_000), behind=True,
+                                                    throughput_rps=12.0)]
+    answer = knee(probes, limits)
+    assert answer.capacity_rps == 10
+    assert "only 12 req/s finished at 40 req/s" in answer.explanation
+    assert "TTFT P95 was 10.0 ms" in answer.explanation
 
 
 def test_a_pass_above_a_failure_is_not_trusted():
