@@ -15,6 +15,7 @@ from . import (
     compare,
     ensembles,
     generation,
+    interference,
     metrics,
     shared_memory,
     triton_metrics,
@@ -68,6 +69,8 @@ class Analysis:
         columns=triton_metrics.RESOURCE_COLUMNS))
     generations: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=generation.GENERATION_TABLE_COLUMNS))
+    interference: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=interference.INTERFERENCE_COLUMNS))
     params: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -166,6 +169,8 @@ def analyze(
                          else pd.DataFrame(columns=triton_metrics.RESOURCE_COLUMNS)),
         generations=generation.generation_table(runset.generations, windows, slo_ttft_ms,
                                                 slo_itl_ms),
+        interference=interference.interference_table(runset.records, runset.generations,
+                                                     windows),
         params={"slo_p95_ms": slo_p95_ms, "target_rps": target_rps, "headroom": headroom,
                 "slo_ttft_ms": slo_ttft_ms, "slo_itl_ms": slo_itl_ms,
                 "max_error_rate": max_error_rate, "n_boot": n_boot, "seed": seed,

@@ -101,6 +101,7 @@ def report_data(analysis: Analysis) -> dict:
         "batching": _records(a.batching),
         "shared_vs_wire": _records(a.shared_wire),
         "generations": _records(a.generations),
+        "interference": _records(a.interference),
         "capacity": {
             "curves": _records(a.curves),
             "limits": _records(a.limits),
@@ -409,6 +410,7 @@ def _sections(d: dict) -> list[dict]:
         s.append(_shared_memory_section(d["shared_vs_wire"]))
     if d["generations"]:
         s.append(_generation_section(d))
+        s.append(_interference_section(d))
     s.append(_resources_section(d, loads))
     probes = _probe_resources_section(d)
     if probes is not None:
@@ -524,6 +526,29 @@ def _generation_section(d: dict) -> dict:
                     fmt_num(r["request_rps"]), fmt_num(r["output_tokens_per_s"], 0),
                     fmt_num(r["goodput_rps"])] for r in d["generations"]]),
         "images": ["generation_latency_vs_load", "tokens_vs_itl"]}
+
+
+def _interference_section(d: dict) -> dict:
+    """Classic requests beside the generations: latency with fewer vs more in flight."""
+    paras = [
+        "Each classic request of a run that also streams generations, split at the median "
+        "count of generations in flight when it was sent (`analysis.interference`): its P50 "
+        "and P95 with at most that many in flight, and with more. A P95 ratio near 1: the "
+        "classic model does not feel the LLM traffic."]
+    if not d["interference"]:
+        paras.append("No run had the spread of generations in flight a split needs "
+                     "(closed-loop LLM users keep it about constant): compare the run with "
+                     "one without its LLM users (tritonload compare), or send the "
+                     "generations open loop.")
+        return {"title": "LLM and classic traffic together", "paragraphs": paras, "table": None}
+    return {"title": "LLM and classic traffic together", "paragraphs": paras,
+            "table": (["run", "classic model", "protocol", "generations in flight (split)",
+                       "requests ≤ / >", "P50 ms ≤ / >", "P95 ms ≤ / >", "P95 > ÷ ≤"],
+                      [[r["run_id"], r["model"], r["protocol"], fmt_num(r["split_at"], 0),
+                        f"{r['requests_low']} / {r['requests_high']}",
+                        f"{fmt_num(r['p50_low_ms'])} / {fmt_num(r['p50_high_ms'])}",
+                        f"{fmt_num(r['p95_low_ms'])} / {fmt_num(r['p95_high_ms'])}",
+                        f"{fmt_num(r['p95_ratio'], 2)}×"] for r in d["interference"]])}
 
 
 def _pair_cells(r: dict) -> list[str]:

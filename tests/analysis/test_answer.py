@@ -27,7 +27,8 @@ def knee(model: str, cap: float, lo: float, hi: float, *, batching: str = "on",
     name = model + ("_nobatch" if batching == "off" else "")
     suffix = "" if config == "current" else f"-{config}"
     return {"label": f"{name}-{protocol}{suffix}", "model": name, "base_model": model,
-            "protocol": protocol, "batching": batching, "config": config, "status": status,
+            "protocol": protocol, "batching": batching, "config": config, "objective": "P95",
+            "status": status,
             "capacity_rps": cap, "capacity_lo_rps": lo, "capacity_hi_rps": hi,
             "p95_us": p95_us, "goodput": goodput,
             "at_rps": cap * 0.95 if at_rps is None else at_rps, "probes": probes,

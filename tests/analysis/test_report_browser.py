@@ -307,7 +307,7 @@ def test_capacity_block_shows_the_json_numbers(report):
         interval = f"{cap['capacity_lo_rps']:.0f}–{cap['capacity_hi_rps']:.0f}"
         assert shows(block.text, value), (m["model"], value, block.text)
         assert shows(block.text, interval), (m["model"], interval, block.text)
-        assert shown[m["model"]][2:4] == [value, interval], (m["model"], shown[m["model"]])
+        assert shown[m["model"]][3:5] == [value, interval], (m["model"], shown[m["model"]])
         for text in (value, interval):
             assert report.box_of(block, text).in_first_viewport(), (m["model"], text)
         # report.json's numbers are the search's own, not re-derived.
@@ -318,8 +318,8 @@ def test_capacity_block_shows_the_json_numbers(report):
     dense = next(m for m in models if m["model"] == "dense")
     off = dense["batching_off"]
     assert off["label"] == "dense_nobatch-grpc"
-    assert shown["dense"][6] == f"{off['capacity_rps']:.0f}"
-    assert shown["dense"][7].startswith(f"{dense['batching_gain']['ratio']:.2f}×")
+    assert shown["dense"][7] == f"{off['capacity_rps']:.0f}"
+    assert shown["dense"][8].startswith(f"{dense['batching_gain']['ratio']:.2f}×")
     # Replicas for 500 req/s: the count in the row, the arithmetic under the table.
     for m in models:
         assert shown[m["model"]][-1] == str(m["replicas"]["replicas"])
