@@ -155,7 +155,7 @@ def test_a_generative_model_is_searched_under_its_token_objectives(tmp_path, tar
     proc = _tritonload("capacity", "--url", target.as_url(), "--models", "text_generator",
                        "--slo-ttft-ms", "150", "--slo-itl-ms", "30", "--isl", "20",
                        "--osl", "8", "--start-rps", "5", "--probe-window", "2",
-                       "--probe-warmup", "0.5", "--precision", "0.25", "--budget", "75s",
+                       "--probe-warmup", "0.5", "--precision", "0.25", "--budget", "55s",
                        "-o", str(out), timeout=300)
     assert proc.returncode == 0, _output(proc)
     for metric, name, column in (("ttft", "TTFT P95", "ttft"), ("itl", "ITL P95", "itl")):

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 
 import grpc
 import kserve.model_server as model_server
 import kserve.protocol.grpc.server as grpc_server
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
+from kserve.errors import InvalidInput
 
 HOST = "127.0.0.1"
 
@@ -47,7 +49,13 @@ def _fp32(name: str, *shape: int) -> dict:
     return {"name": name, "datatype": "FP32", "shape": list(shape)}
 
 
-class Peer(Model):
+def _fits(array: np.ndarray | None, shape: list[int]) -> bool:
+    if array is None or array.dtype != np.float32 or array.ndim != len(shape):
+        return False
+    return all(want in (-1, have) for want, have in zip(shape, array.shape, strict=True))
+
+
+class V2Model(Model):
     """A v2 model: FP32 tensors in, ``compute(inputs) -> outputs`` (dicts of arrays)."""
 
     def __init__(self, name: str, inputs: list[dict], outputs: list[dict], compute,
@@ -68,7 +76,13 @@ class Peer(Model):
     async def predict(self, payload: InferRequest, headers=None, response_headers=None):
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        arrays = {t.name: t.as_numpy().astype(np.float32, copy=False) for t in payload.inputs}
+        arrays = {t.name: t.as_numpy() for t in payload.inputs}
+        for spec in self.inputs:  # kserve checks no shapes itself; Triton would, so do we
+            got = arrays.get(spec["name"])
+            if not _fits(got, spec["shape"]):
+                shape = None if got is None else list(got.shape)
+                raise InvalidInput(f"input {spec['name']!r}: expected FP32 {spec['shape']},"
+                                   f" got {shape}")
         outputs = []
         for name, array in self.compute(arrays).items():
             out = InferOutput(name=name, shape=list(array.shape), datatype="FP32")
@@ -79,13 +93,13 @@ class Peer(Model):
                              requested_outputs=payload.request_outputs)
 
 
-def models(delay_s: float = 0.0) -> list[Peer]:
+def models(delay_s: float = 0.0) -> list[V2Model]:
     """The peer's models."""
-    dot = Peer("recommender", [_fp32("user_features", -1, 64), _fp32("item_features", -1, 64)],
+    dot = V2Model("recommender", [_fp32("user_features", -1, 64), _fp32("item_features", -1, 64)],
                [_fp32("score", -1, 1)],
                lambda t: {"score": np.einsum("ij,ij->i", t["user_features"],
                                              t["item_features"])[:, None]}, delay_s)
-    double = Peer("fixed_scorer", [_fp32("x", 4)], [_fp32("y", 4)],
+    double = V2Model("fixed_scorer", [_fp32("x", 4)], [_fp32("y", 4)],
                   lambda t: {"y": t["x"] * np.float32(2)}, delay_s)
     for model in (dot, double):
         model.load()
@@ -96,8 +110,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(parents=[model_server.parser], conflict_handler="resolve")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="sleep per request")
     args = parser.parse_args()
-    ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, enable_grpc=True,
-                workers=1).start(models(args.delay_ms / 1000))
+    server = ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, enable_grpc=True,
+                         workers=1)
+    for name in ("kserve.trace", "uvicorn.access"):  # a line per request would slow a load test
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("kserve").addFilter(lambda r: r.module != "interceptors")  # gRPC's line
+    server.start(models(args.delay_ms / 1000))
 
 
 if __name__ == "__main__":
