@@ -80,13 +80,17 @@ class Search:
     label: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     probes: list[Probe] = field(default_factory=list)
-    generative: bool = False  # a token-streaming model, probed by the LLM users
     options: tuple[str, ...] = ()  # more probe options (the LLM users' --isl, --osl...)
 
     def __post_init__(self) -> None:
         if self.protocol not in ("grpc", "http"):
             raise UsageError(f"capacity: protocol {self.protocol!r}; choose grpc or http")
         self.label = self.label or f"{self.model}-{self.protocol}"
+
+    @property
+    def generative(self) -> bool:
+        """A token-streaming model's search: judged on TTFT or ITL, probed by the LLM users."""
+        return self.limits.metric != "latency"
 
     @property
     def directory(self) -> Path:

@@ -188,7 +188,7 @@ def searches_of(models: list[str], protocols: list[str], limits: SearchLimits, o
             for judged in token_limits(limits, args):
                 searches.append(Search(model, protocol, judged, out,
                                        label=f"{model}-{protocol}-{judged.metric}",
-                                       generative=True, options=generation_options(args)))
+                                       options=generation_options(args)))
     return searches
 
 
