@@ -63,6 +63,9 @@ class Analysis:
         columns=triton_metrics.PENDING_COLUMNS))
     #: run id → why its metrics endpoint was not read (run.json ``server_metrics.note``).
     unread_metrics: dict = field(default_factory=dict)
+    #: run id → the extensions its server did not serve (run.json ``extensions``), for runs
+    #: against a non-Triton KServe v2 server; runs that lacked none are absent.
+    unserved: dict = field(default_factory=dict)
     #: `triton_metrics.resource_table` of the capacity probes (``run_id``: the probe's
     #: run directory, as ``probes.run_dir`` names it).
     probe_resources: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
@@ -165,6 +168,7 @@ def analyze(
         pending=triton_metrics.pending_series(runset.server_metrics, runset.server_stats,
                                               runset.runs),
         unread_metrics=_unread_metrics(runset),
+        unserved=unserved_extensions(runset.meta),
         probe_resources=(triton_metrics.resource_table(*probe_metrics) if probe_metrics
                          else pd.DataFrame(columns=triton_metrics.RESOURCE_COLUMNS)),
         generations=generation.generation_table(runset.generations, windows, slo_ttft_ms,
@@ -178,6 +182,13 @@ def analyze(
                 "warmup_cap_s": metrics.WARMUP_CAP_S, "confidence": metrics.CONFIDENCE},
         warnings=warnings,
     )
+
+
+def unserved_extensions(meta: dict[str, dict]) -> dict[str, list[str]]:
+    """Per run, the extensions run.json says the server did not serve (older runs: none)."""
+    missing = {run_id: sorted(name for name, served in (m.get("extensions") or {}).items()
+                              if not served) for run_id, m in meta.items()}
+    return {run_id: names for run_id, names in missing.items() if names}
 
 
 def _unread_metrics(runset: RunSet) -> dict[str, str]:

@@ -117,6 +117,7 @@ def report_data(analysis: Analysis) -> dict:
     data["resources"] = _records(a.resources)
     data["pending"] = _records(a.pending)
     data["unread_metrics"] = dict(a.unread_metrics)
+    data["unserved"] = {run_id: list(names) for run_id, names in a.unserved.items()}
     data["probe_resources"] = _records(a.probe_resources)
     data["answer"] = _clean(answer(a))
     return data
@@ -330,6 +331,7 @@ def _sections(d: dict) -> list[dict]:
                     "n/a" if r["max_in_flight"] is None else str(r["max_in_flight"]),
                     fmt_num(r["duration_s"], 1), fmt_num(r["warmup_dropped_s"], 1),
                     r["warmup_rule"], str(r["request_count"])] for r in d["runs"]])})
+    s[-1]["paragraphs"] += _unserved_lines(d)
     s.append({"title": "Throughput and latency", "paragraphs": [
         "Throughput: successful requests per second of steady window. Latency: exact "
         "percentiles of successful requests (ms, from raw µs). Brackets: bootstrap 95% "
@@ -420,7 +422,8 @@ def _sections(d: dict) -> list[dict]:
         "queue + compute time: serialisation, network, the HTTP/gRPC front end and the "
         "client. A large share here is the signature of a model that is fast locally but "
         "slow behind Triton. 'shared': the run sent this model over several protocols or "
-        "modes, whose server statistics cannot be told apart."],
+        "modes, whose server statistics cannot be told apart.",
+        *_unserved_lines(d, "statistics")],
         "table": (["model", "protocol", "mode", "load", "client mean", "queue",
                    "compute input", "compute infer", "compute output", "client overhead",
                    "overhead share", "server stats"],
@@ -441,6 +444,29 @@ def _sections(d: dict) -> list[dict]:
         "contains 1 (a difference whose interval contains 0) is labelled not significant "
         "and never called a win. See docs/capacity-planning.md."]})
     return s
+
+
+#: What a report lacks without each extension (run.json ``extensions``).
+_UNSERVED = {
+    "statistics": "no server-side queue and compute breakdown, batch sizes or "
+                  "batching recommendation",
+    "model_configuration": "the batch dimension was inferred from the metadata shapes, and "
+                           "the largest batch is unknown",
+    "repository_index": "the served models are not listed",
+    "system_shared_memory": "no shared-memory transfers",
+}
+
+
+def _unserved_lines(d: dict, only: str | None = None) -> list[str]:
+    """One line per extension the runs' server did not serve: what the report lacks."""
+    runs_of: dict[str, list[str]] = {}
+    for run_id, names in sorted(d["unserved"].items()):
+        for name in names:
+            if only in (None, name):
+                runs_of.setdefault(name, []).append(run_id)
+    return [f"{name.replace('_', ' ').capitalize()}: not served by this server (run "
+            f"{', '.join(run_ids)}): {_UNSERVED.get(name, 'not read')}."
+            for name, run_ids in runs_of.items()]
 
 
 def _steps_section(d: dict, loads: dict[str, str]) -> dict:

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 import tritonload.locustfiles
 from tritonload.cli.console import console
 from tritonload.core.config import Target
-from tritonload.core.errors import ERROR_PREFIX, UsageError, print_error
+from tritonload.core.errors import ERROR_PREFIX, NOTE_PREFIX, UsageError, print_error
 from tritonload.core.options import tls_args
 from tritonload.triton.metrics import default_metrics_url
 
@@ -161,6 +161,9 @@ class LocustRun:
                 child.wait(timeout=30)
                 raise
             _, stderr = child.communicate()
+        for line in stderr.splitlines():
+            if line.startswith(NOTE_PREFIX):
+                console.print(line.removeprefix(NOTE_PREFIX), markup=False)
         reported = [ln for ln in stderr.splitlines() if ln.startswith(ERROR_PREFIX)]
         for line in reported:
             print_error(line.removeprefix(ERROR_PREFIX))

@@ -14,6 +14,9 @@ import sys
 
 #: How every one-line error starts, in every process (the CLI, the Locust child).
 ERROR_PREFIX = "tritonload: error: "
+#: A line the user should see although the run goes on (a server without an extension);
+#: the CLI shows a Locust child's such lines as it shows its errors.
+NOTE_PREFIX = "tritonload: note: "
 
 
 class TritonloadError(Exception):
@@ -48,6 +51,12 @@ class StreamAborted(Exception):
 def print_error(message: str) -> None:
     """The single line a user sees for a bad input or an unusable server, on stderr."""
     sys.stderr.write(f"{ERROR_PREFIX}{' '.join(message.split())}\n")
+    sys.stderr.flush()
+
+
+def print_note(message: str) -> None:
+    """One line about how the run goes on (what the target does not serve), on stderr."""
+    sys.stderr.write(f"{NOTE_PREFIX}{' '.join(message.split())}\n")
     sys.stderr.flush()
 
 

@@ -36,6 +36,10 @@ def add_user_options(group: Any) -> None:
                        "kind output_mismatch")
     group.add_argument("--shape", action="append", default=[], metavar="MODEL.INPUT=DIMS",
                        help="dims of a variable input for generated payloads; repeatable")
+    group.add_argument("--batch-dim", choices=("auto", "yes", "no"), default=None,
+                       help="for a server that serves no model configuration (a non-Triton "
+                       "KServe v2 server): whether inputs carry a batch dimension; default "
+                       "auto, inferred from the metadata (every input's shape starts with -1)")
     group.add_argument("--shared-memory", choices=("none", "system", "cuda"), default=None,
                        help="system: inputs written once into shared-memory regions registered "
                        "with the server, and requests only name them (a server on this "

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from tritonload.core.config import Target, TlsFiles, parse_pairs
-from tritonload.core.errors import UsageError
+from tritonload.core.errors import UsageError, print_note
 from tritonload.core.mix import ModelMix
 from tritonload.load.arrivals import ArrivalLedger, ReplayTrace
 from tritonload.load.context import RunContext, UserSettings
@@ -34,6 +34,12 @@ from tritonload.triton.payloads import (
     parse_shape_override,
 )
 from tritonload.triton.prompts import Lengths, PromptSpec, check_generative, prompt_payload
+from tritonload.triton.served import (
+    Extensions,
+    batch_line,
+    probe_extensions,
+    served_model,
+)
 from tritonload.triton.shm import SharedRegions, is_local, regions_for
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,8 @@ class Preflight:
     regions: SharedRegions | None = None
     #: run.json's ``generation``: how the LLM users' prompts were made (None without them).
     generation: dict | None = None
+    #: Which of Triton's extensions the target serves (`tritonload.triton.served`).
+    extensions: Extensions = dataclasses.field(default_factory=Extensions.all_served)
 
     def shared_memory(self) -> dict | None:
         """run.json's ``shared_memory``: the kind, the output size and the regions made."""
@@ -85,8 +93,9 @@ def preflight(environment: Any) -> Preflight:
         try:
             regions = _shared_memory(target, admin, options)  # refused before any request
             admin.server_live()
+            extensions = _extensions(admin, models[0], regions)
             payloads, configs = _payloads(admin, models, options, regions,
-                                          _generative_models(settings))
+                                          _generative_models(settings), extensions)
             settings, replay = _with_replay(environment, settings, payloads)
             _check_access(target, settings)
             metrics = metrics_source(target, option(options, "metrics_url", None))
@@ -102,7 +111,20 @@ def preflight(environment: Any) -> Preflight:
     seed = int(option(options, "seed", 0))
     context = RunContext(target, payloads, settings, seed, ArrivalLedger(), replay=replay)
     generation = prompt_spec(options).record() if _generative_models(settings) else None
-    return Preflight(context, configs, admin, server, metrics, regions, generation)
+    return Preflight(context, configs, admin, server, metrics, regions, generation, extensions)
+
+
+def _extensions(admin: TritonAdmin, model: str, regions: SharedRegions | None) -> Extensions:
+    """Probe the extensions once (after ``model``'s metadata): one line per missing one."""
+    admin.metadata(model)  # a wrong name is said as such, not as a missing extension
+    extensions = probe_extensions(admin, model)
+    for line in extensions.lines(admin.target.describe()):
+        print_note(line)
+    if regions is not None and regions.kind == "system" and \
+            not extensions["system_shared_memory"]:
+        raise UsageError(f"--shared-memory system: {admin.target.describe()} does not serve "
+                         "the system shared-memory extension; drop --shared-memory")
+    return extensions
 
 
 def refresh(checks: Preflight, environment: Any) -> RunContext:
@@ -119,7 +141,7 @@ def refresh(checks: Preflight, environment: Any) -> RunContext:
     payloads = dict(context.payloads)
     if models:
         new_payloads, configs = _payloads(checks.admin, models, options, checks.regions,
-                                          _generative_models(settings))
+                                          _generative_models(settings), checks.extensions)
         payloads.update(new_payloads)
         checks.configs.update(configs)
     settings, replay = _with_replay(environment, settings, payloads)
@@ -288,12 +310,15 @@ def prompt_spec(options: Any) -> PromptSpec:
 
 
 def _payloads(admin: TritonAdmin, models: list[str], options: Any,
-              regions: SharedRegions | None = None, generative: set[str] = frozenset()
+              regions: SharedRegions | None = None, generative: set[str] = frozenset(),
+              extensions: Extensions | None = None
               ) -> tuple[dict[str, Payload], dict[str, dict]]:
     """A payload per model (a --payload file, or generated), validated against the server.
 
     The LLM users' models (``generative``) get prompts (`prompt_spec`). Under
-    ``--shared-memory``, each payload's tensors are then written into its regions.
+    ``--shared-memory``, each payload's tensors are then written into its regions. Without a
+    served model configuration (``extensions``), each model's batch dimension is inferred,
+    and said in one line.
     """
     files = parse_pairs(option(options, "payload", []), "--payload", "MODEL=FILE")
     unknown = set(files) - set(models)
@@ -306,9 +331,11 @@ def _payloads(admin: TritonAdmin, models: list[str], options: Any,
         shapes.setdefault(model, {})[name] = dims
     seed = int(option(options, "seed", 0))
     payloads, configs = {}, {}
+    batch_dim = option(options, "batch_dim", "auto")
     for model in models:
-        config = admin.config(model)
-        info = ModelInfo.from_served(admin.metadata(model), config)
+        info, config = served_model(admin, model, extensions, batch_dim)
+        if config.get("source") == "metadata":
+            print_note(batch_line(model, config))
         if model in generative:
             check_generative(info)
         elif info.decoupled:  # the unary users' requests would all fail

@@ -35,7 +35,8 @@ def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
                  outages: list[dict] | None = None,
                  server_metrics: Mapping[str, Any] | None = None,
                  shared_memory: Mapping[str, Any] | None = None,
-                 generation: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 generation: Mapping[str, Any] | None = None,
+                 extensions: Mapping[str, bool] | None = None) -> dict[str, Any]:
     """The run.json document (without the format stamp `rundir.write_run_json` adds).
 
     ``client_cpu``: the live ticker's samples of this process's CPU time, from which
@@ -45,6 +46,8 @@ def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
     ``server_metrics``: the metrics endpoint scraped (``url``), or why none was (``note``).
     ``shared_memory``: under ``--shared-memory``, its kind, output size and regions made.
     ``generation``: with LLM users, how their prompts were made (`PromptSpec.record`).
+    ``extensions``: which of Triton's protocol extensions the target serves
+    (`tritonload.triton.served.Extensions.record`); None: not probed.
     """
     target = context.target
     settings = list(context.settings.values())
@@ -85,6 +88,7 @@ def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
         "server_metrics": dict(server_metrics) if server_metrics is not None else None,
         "shared_memory": dict(shared_memory) if shared_memory is not None else None,
         "generation": dict(generation) if generation is not None else None,
+        "extensions": dict(extensions) if extensions is not None else None,
         "validated": sorted(m for m, p in context.payloads.items() if p.validation),
         "extra": {"tags": dict(tags), "slos": [s.describe() for s in slos]},
     }

@@ -133,11 +133,14 @@ class ServerStatsSampler:
     """Polls statistics for ``models`` (and ``metrics_url``) every ``interval_s``.
 
     ``steps``: ensemble → its step models, in order, for the ensembles among ``models``.
+    ``statistics``: False for a server that does not serve the statistics extension; then
+    only the metrics endpoint is read, and the statistics tables are written empty.
     """
 
     def __init__(self, admin: TritonAdmin, models: list[str], run_dir: str | Path,
                  interval_s: float = 1.0, metrics_url: str | None = None,
-                 steps: Mapping[str, list[str]] | None = None) -> None:
+                 steps: Mapping[str, list[str]] | None = None,
+                 statistics: bool = True) -> None:
         if interval_s <= 0:
             raise TritonloadError("--stats-interval must be > 0")
         self.admin = admin
@@ -153,10 +156,13 @@ class ServerStatsSampler:
         self._latest: dict[str, dict[str, Any]] = {}
         self._greenlet: gevent.Greenlet | None = None
         self.metrics_url = metrics_url
+        self.statistics = statistics
         self.metric_rows = CompactRows(SERVER_METRICS)
         self._metrics_failing = False
 
     def _poll(self) -> dict[str, dict[str, Any]]:
+        if not self.statistics:
+            return {}
         wanted = set(self.models) | {m for models in self.steps.values() for m in models}
         return {s["name"]: snapshot(s) for s in self.admin.statistics() if s["name"] in wanted}
 

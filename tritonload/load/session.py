@@ -194,6 +194,7 @@ class LoadSession:
         sampler = ServerStatsSampler(self.checks.admin, sorted(self.checks.context.payloads),
                                      run_dir, self.stats_interval_s,
                                      metrics_url=self.checks.metrics["url"],
+                                     statistics=self.checks.extensions["statistics"],
                                      steps={m: c["ensemble_steps"]
                                             for m, c in self.checks.configs.items()
                                             if c.get("ensemble_steps")})
@@ -267,4 +268,5 @@ class LoadSession:
             client_cpu=test.ticker.cpu,
             workers=self.collector.document() if self.collector is not None else None,
             outages=test.ticker.outages.document(ended_ns), server_metrics=self.checks.metrics,
-            shared_memory=self.checks.shared_memory(), generation=self.checks.generation))
+            shared_memory=self.checks.shared_memory(), generation=self.checks.generation,
+            extensions=self.checks.extensions.record()))

@@ -8,10 +8,11 @@ text, so two tabs:
 * **Triton**: a row per model and protocol. Exact P50/P95/P99 from tritonload's HDR histograms
   (on a Locust master, the merge of the workers'), req/s and errors by kind from Locust's
   statistics, and Triton's own view of the model's last statistics interval (mean queue and
-  compute times per request, mean batch size, the batch sizes executed). Then the row's
+  compute times per request, mean batch size, the batch sizes executed; "not served by this
+  server" from a KServe v2 server without the statistics extension). Then the row's
   settings: mode, requests in flight per user, and the mix as configured and as achieved.
-* **Triton run**: the run directory, the open loop's scheduled, late and dropped sends, and
-  where the report is.
+* **Triton run**: the run directory, the open loop's scheduled, late and dropped sends, the
+  extensions the server does not serve, and where the report is.
 
 Links go where the UI renders links, the "Download Data" tab (``extended_csv_files``):
 ``/triton/report`` renders the analysis report of the last finished run (in a child process,
@@ -35,6 +36,7 @@ from hdrh.histogram import HdrHistogram
 
 from tritonload.core.schema import PHASES
 from tritonload.load.recorder import histogram_percentile_ms
+from tritonload.triton.served import EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ MODEL_COLUMNS = [
     ("mode", "Mode"), ("in_flight", "In flight/user"), ("mix", "Mix: configured → achieved"),
 ]
 RUN_COLUMNS = [("item", "Item"), ("value", "Value")]
+#: The server cells of a target that does not serve statistics.
+NOT_SERVED = "not served by this server"
 
 _KIND = re.compile(r"""RequestFailed\(['"]([\w-]+):""")
 
@@ -68,10 +72,14 @@ def _ms(value: float | None) -> float | str:
     return "" if value is None else round(value, 3)
 
 
-def server_columns(interval: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Triton's last statistics interval for one model → the server columns of its rows."""
+def server_columns(interval: Mapping[str, Any] | None, served: bool = True) -> dict[str, Any]:
+    """Triton's last statistics interval for one model → the server columns of its rows.
+
+    ``served``: False when the server does not serve statistics: every cell says so.
+    """
     if not interval:
-        return {f"{phase}_ms": "" for phase in PHASES} | {"mean_batch": "", "batches": ""}
+        cell = "" if served else NOT_SERVED
+        return {f"{phase}_ms": cell for phase in PHASES} | {"mean_batch": cell, "batches": cell}
     counters, batches = interval["counters"], interval["batches"]
     row = {}
     for phase in PHASES:
@@ -88,13 +96,15 @@ def model_rows(entries: Mapping[tuple[str, str], Any],
                histograms: Mapping[tuple[str, str], HdrHistogram],
                errors: Mapping[tuple[str, str], Mapping[str, int]],
                intervals: Mapping[str, Mapping[str, Any]],
-               settings: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+               settings: Mapping[str, Mapping[str, Any]],
+               statistics: bool = True) -> list[dict[str, Any]]:
     """One row per (model, protocol) seen.
 
     ``entries``: Locust's stats entries by (model, protocol) (``current_rps``,
     ``num_requests``); ``errors``: failures by kind; ``intervals``: Triton's last interval per
     model (`ServerStatsSampler.latest`); ``settings``: per protocol, ``mode``, ``in_flight``
-    and the configured ``shares`` of each model.
+    and the configured ``shares`` of each model; ``statistics``: whether the server serves
+    statistics at all.
     """
     totals: dict[str, int] = {}
     for (_, protocol), entry in entries.items():
@@ -116,7 +126,7 @@ def model_rows(entries: Mapping[tuple[str, str], Any],
             "requests": requests,
             "errors": ", ".join(f"{kind} {n}" for kind, n in sorted(errors.get(key, {}).items()))
             or "0",
-            **server_columns(intervals.get(model)),
+            **server_columns(intervals.get(model), statistics),
             "mode": setting.get("mode", ""), "in_flight": setting.get("in_flight", ""),
             "mix": mix,
         })
@@ -124,9 +134,12 @@ def model_rows(entries: Mapping[tuple[str, str], Any],
 
 
 def run_rows(run_dir: Path | None, running: bool, arrivals: Mapping[str, int] | None,
-             open_loop: str | None, workers: int) -> list[dict[str, Any]]:
-    """The run-level facts, as item/value rows."""
+             open_loop: str | None, workers: int,
+             unserved: list[str] = ()) -> list[dict[str, Any]]:
+    """The run-level facts, as item/value rows (``unserved``: extensions not served)."""
     rows = [{"item": "run directory", "value": str(run_dir) if run_dir else "(no run yet)"}]
+    rows += [{"item": f"{EXTENSIONS[name][0]} extension",
+              "value": f"{NOT_SERVED}: {EXTENSIONS[name][1]}"} for name in unserved]
     if workers:
         rows.append({"item": "workers", "value": workers})
     if open_loop:
@@ -199,13 +212,16 @@ class TritonTabs:
                                                    "shares": s.mix.shares()})
                 if s.rate:
                     open_loop = f"{s.rate:g} req/s in total, {s.arrival} arrivals"
+        extensions = session.checks.extensions if session.checks is not None else None
         rows = model_rows(entries, view.ticker.histograms() if view else {}, errors,
-                          view.sampler.latest() if view else {}, settings)
+                          view.sampler.latest() if view else {}, settings,
+                          extensions is None or extensions["statistics"])
         arrivals = context.arrivals.totals() if context is not None and context.arrivals.counts \
             else None
         collector = session.collector
         run = run_rows(view.run_dir if view else None, session.test is not None, arrivals,
-                       open_loop, len(collector.workers) if collector is not None else 0)
+                       open_loop, len(collector.workers) if collector is not None else 0,
+                       extensions.missing() if extensions else [])
         return [{"key": TAB, "data": rows}, {"key": RUN_TAB, "data": run}]
 
     def report(self) -> Any:

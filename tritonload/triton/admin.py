@@ -3,6 +3,12 @@
 The load path never goes through here; this is for validation before a run, config
 snapshots in run.json, and the server-stats sampler. HTTP is preferred when the target has it
 (geventhttpclient is gevent-native); gRPC answers are normalised to the same dict shapes.
+
+Any KServe v2 server answers the core calls (liveness, metadata, readiness); the others are
+Triton's extensions, and a server without one raises `NotServed` (`tritonload.triton.served`
+probes them). Seen on kserve 0.21: its HTTP answers such a call 404 with FastAPI's
+``{"detail": "Not Found"}``, which tritonclient cannot decode (it looks for Triton's
+``"error"`` key); its gRPC answers UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -10,12 +16,34 @@ from __future__ import annotations
 from typing import Any
 
 from tritonload.core.config import Target
-from tritonload.core.errors import ServerError, UsageError, classify, first_line
+from tritonload.core.errors import ServerError, UsageError, classify, first_line, status_of
 from tritonload.triton.clients import client_kwargs, tls_failure, tls_refusal
 
 
 def _ints(values: list[Any]) -> list[int]:
     return [int(v) for v in values]
+
+
+class NotServed(ServerError):
+    """The server does not serve this call: an extension of the protocol it lacks."""
+
+
+#: tritonclient's message when an HTTP error's body is not a v2 error (``{"error": …}``).
+_UNDECODED = "while decoding the response"
+
+
+def _not_served(exc: BaseException) -> bool:
+    """An answer that says the route or the method does not exist, not that the call failed."""
+    status = status_of(exc).removeprefix("StatusCode.")
+    if status in ("UNIMPLEMENTED", "405", "501"):
+        return True
+    return status == "404" and _UNDECODED in str(exc)
+
+
+def _undecoded(exc: BaseException) -> str:
+    """What an undecodable HTTP error answer said, on one line."""
+    body = str(exc).split("response:", 1)[-1]
+    return f"HTTP {status_of(exc)} with a body that is not a v2 error: {' '.join(body.split())}"
 
 
 class TritonAdmin:
@@ -59,6 +87,11 @@ class TritonAdmin:
         try:
             return fn(*args, headers=self._headers, **(self._json if as_json else {}))
         except Exception as exc:  # tritonclient raises several types; classify them all
+            if _not_served(exc):
+                raise NotServed(f"{what} is not served by {self.target.describe()}") from None
+            if _UNDECODED in str(exc):  # reported as what it is, whatever its status says
+                raise ServerError(f"{what} failed on {self.target.describe()}: "
+                                  f"{_undecoded(exc)}") from None
             kind = classify(exc)
             detail = first_line(exc)
             if kind == "auth":
@@ -77,10 +110,9 @@ class TritonAdmin:
                     f"cannot reach Triton at {self.target.describe()}: {detail}"
                 ) from None
             if kind in ("model_not_found", "model_not_ready") and model:
-                served = ", ".join(self.model_names()) or "none"
                 raise UsageError(
                     f"model {model!r} is not available on {self.target.describe()} "
-                    f"({detail}); served models: {served}"
+                    f"({detail}); {self._served_models()}"
                 ) from None
             raise ServerError(f"{what} failed on {self.target.describe()}: {detail}") from None
 
@@ -88,14 +120,26 @@ class TritonAdmin:
         """Whether the server answers at all (raises ServerError when unreachable)."""
         return bool(self._call("liveness check", self._client.is_server_live, as_json=False))
 
-    def model_names(self) -> list[str]:
-        """Names of the models the server's repository index lists as ready."""
-        try:
-            index = self._client.get_model_repository_index(headers=self._headers, **self._json)
-        except Exception:
-            return []
+    def repository_index(self) -> list[str]:
+        """Names of the models the server's repository index lists as ready (an extension)."""
+        index = self._call("the repository index", self._client.get_model_repository_index)
         entries = index.get("models", []) if isinstance(index, dict) else index
         return sorted(e["name"] for e in entries if e.get("state", "READY") == "READY")
+
+    def model_names(self) -> list[str]:
+        """`repository_index`, or ``[]`` when the server does not list its models."""
+        try:
+            return self.repository_index()
+        except ServerError:
+            return []
+
+    def _served_models(self) -> str:
+        try:
+            return f"served models: {', '.join(self.repository_index()) or 'none'}"
+        except NotServed:
+            return "the server does not list its models (no repository index)"
+        except ServerError:
+            return "the served models could not be listed"
 
     def metadata(self, model: str) -> dict[str, Any]:
         """Model metadata with integer shapes: ``{"name", "inputs": [{name, datatype, shape}]}``."""
@@ -104,17 +148,23 @@ class TritonAdmin:
             tensor["shape"] = _ints(tensor.get("shape", []))
         return meta
 
+    def model_ready(self, model: str) -> None:
+        """Raise a one-line `UsageError` unless the server says ``model`` is ready."""
+        if not self._call("model readiness", self._client.is_model_ready, model, model=model,
+                          as_json=False):
+            raise UsageError(f"model {model!r} is not ready on {self.target.describe()}; "
+                             f"{self._served_models()}")
+
     def config(self, model: str) -> dict[str, Any]:
-        """The model configuration as served."""
-        config = self._call("model config", self._client.get_model_config, model, model=model)
+        """The model configuration as served (an extension: `NotServed` without it)."""
+        config = self._call("model config", self._client.get_model_config, model)
         config = config.get("config", config)
         config["max_batch_size"] = int(config.get("max_batch_size", 0))
         return config
 
     def statistics(self, model: str = "") -> list[dict[str, Any]]:
         """Raw ``model_stats`` entries (cumulative counters; may be strings over gRPC)."""
-        stats = self._call("statistics", self._client.get_inference_statistics, model,
-                           model=model or None)
+        stats = self._call("statistics", self._client.get_inference_statistics, model)
         return stats.get("model_stats", [])
 
     def register_system_shared_memory(self, name: str, key: str, byte_size: int) -> None:
@@ -160,6 +210,8 @@ def config_snapshot(config: dict[str, Any]) -> dict[str, Any]:
     steps = ensemble_steps(config)
     if steps:
         snapshot["ensemble_steps"] = steps
+    if config.get("source") == "metadata":  # `tritonload.triton.served.inferred_config`
+        snapshot["source"] = "metadata"
     return snapshot
 
 

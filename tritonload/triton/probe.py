@@ -25,6 +25,7 @@ from tritonload.triton.admin import TritonAdmin
 from tritonload.triton.clients import build_inputs, client_kwargs, client_module
 from tritonload.triton.payloads import ModelInfo, Payload, generate_payload
 from tritonload.triton.prompts import generate_json
+from tritonload.triton.served import served_model
 
 PROBE_TOKENS = 4
 
@@ -34,7 +35,7 @@ def fetch_payloads(target: Target, models: list[str],
                    ) -> dict[str, tuple[ModelInfo, Payload]]:
     """Each model's served description and a validated, generated payload for it."""
     with TritonAdmin(target) as admin:
-        infos = {m: ModelInfo.from_served(admin.metadata(m), admin.config(m)) for m in models}
+        infos = {m: served_model(admin, m)[0] for m in models}
     return {m: (info, _probe_payload(info, generate_payload(info, shapes.get(m), count=1)))
             for m, info in infos.items()}
 

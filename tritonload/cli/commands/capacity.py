@@ -27,7 +27,7 @@ from tritonload.core.errors import UsageError
 from tritonload.core.knee import DEFAULT_PRECISION, Knee, SearchLimits
 from tritonload.core.options import add_generation_options, positive_number
 from tritonload.triton.admin import TritonAdmin
-from tritonload.triton.payloads import ModelInfo
+from tritonload.triton.served import served_model
 
 DEFAULT_MODELS = "text_classifier,image_classifier,recommender"
 
@@ -172,8 +172,7 @@ def run(args: argparse.Namespace) -> int:
 def streaming_models(target: Target, models: list[str]) -> set[str]:
     """The models whose served config is decoupled (a token stream per request)."""
     with TritonAdmin(target) as admin:
-        return {m for m in models if ModelInfo.from_served(admin.metadata(m),
-                                                           admin.config(m)).decoupled}
+        return {m for m in models if served_model(admin, m)[0].decoupled}
 
 
 def searches_of(models: list[str], protocols: list[str], limits: SearchLimits, out: Path,

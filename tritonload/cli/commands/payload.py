@@ -12,11 +12,11 @@ from tritonload.core.errors import UsageError
 from tritonload.server.fleet import DEMO_SHAPES
 from tritonload.triton.admin import TritonAdmin
 from tritonload.triton.payloads import (
-    ModelInfo,
     generate_payload,
     parse_shape_override,
     payload_document,
 )
+from tritonload.triton.served import BATCH_DIM_CHOICES, served_model
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--fill", choices=("random", "zeros"), default="random")
     parser.add_argument("--b64", action="store_true", help="store tensors as base64 raw bytes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-dim", choices=BATCH_DIM_CHOICES, default="auto",
+                        help="for a server without the model configuration extension: whether "
+                        "the inputs carry a batch dimension (default auto: from the metadata)")
     add_target_options(parser)
     parser.set_defaults(func=run)
 
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if args.entries < 1:
         raise UsageError("--entries must be >= 1")
     with target_from_args(args) as target, TritonAdmin(target) as admin:
-        info = ModelInfo.from_served(admin.metadata(args.model), admin.config(args.model))
+        info, _ = served_model(admin, args.model, batch_dim=args.batch_dim)
     payload = generate_payload(info, shapes, fill=args.fill, count=args.entries, seed=args.seed)
     Path(args.output).write_text(json.dumps(payload_document(payload, info, b64=args.b64)))
     console.print(f"wrote {args.entries} entries for {args.model} to {args.output}")

@@ -53,7 +53,8 @@ def arrival_line(totals: dict[str, int]) -> str:
 def load_options(args: argparse.Namespace) -> list[str]:
     """The scenario options (tritonload's Locust options) the arguments ask for."""
     options: list[str] = []
-    for flag in ("mode", "max_in_flight", "rate", "arrival", "mix", "error_backoff",
+    for flag in ("mode", "max_in_flight", "rate", "arrival", "mix", "llm_mix", "batch_dim",
+                 "error_backoff",
                  "metrics_url", "shared_memory", "output_shared_memory_size", "isl", "osl",
                  "num_system_prompts", "system_prompt_length", "prompts"):
         value = getattr(args, flag)
