@@ -104,6 +104,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_port_pair(start: int = 18600, stop: int = 19600) -> tuple[int, int]:
+    """Two adjacent free ports, HTTP then gRPC: kserve's and MLServer's layout (8080, 8081),
+    and what a ``--url host:port`` target means (gRPC on the next port)."""
+    for port in range(start, stop, 2):
+        if _accepts_bind(port) and _accepts_bind(port + 1):
+            return port, port + 1
+    raise RuntimeError(f"kserve peer: no two adjacent free ports in {start}..{stop}")
+
+
 class Peer:
     """A running ``server.py``: ``http_url``, ``grpc_url``, ``stop()``; a context manager."""
 
