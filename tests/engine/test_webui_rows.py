@@ -73,3 +73,11 @@ def test_run_rows_say_where_the_run_and_its_report_are(tmp_path):
     assert "still going" in facts["report"]
     stopped = {r["item"]: r["value"] for r in run_rows(tmp_path, False, None, None, 0)}
     assert stopped["report"].startswith("/triton/report") and "workers" not in stopped
+
+
+def test_a_server_without_statistics_says_so_in_every_server_cell(tmp_path):
+    assert set(server_columns(None, served=False).values()) == {"not served by this server"}
+    rows = {r["item"]: r["value"]
+            for r in run_rows(tmp_path, True, None, None, 0, unserved=["statistics"])}
+    assert rows["statistics extension"] == ("not served by this server: no server-side "
+                                            "breakdown for this run")

@@ -116,9 +116,15 @@ class TritonAdmin:
                 ) from None
             raise ServerError(f"{what} failed on {self.target.describe()}: {detail}") from None
 
-    def server_live(self) -> bool:
-        """Whether the server answers at all (raises ServerError when unreachable)."""
-        return bool(self._call("liveness check", self._client.is_server_live, as_json=False))
+    def server_live(self) -> None:
+        """Raise `ServerError` unless the target answers as a live KServe v2 server."""
+        try:
+            live = self._call("liveness check", self._client.is_server_live, as_json=False)
+        except NotServed:
+            live = False
+        if not live:
+            raise ServerError(f"{self.target.describe()} answers, but not as a live KServe v2 "
+                              "server (GET /v2/health/live, gRPC ServerLive): is it one?")
 
     def repository_index(self) -> list[str]:
         """Names of the models the server's repository index lists as ready (an extension)."""
@@ -143,7 +149,12 @@ class TritonAdmin:
 
     def metadata(self, model: str) -> dict[str, Any]:
         """Model metadata with integer shapes: ``{"name", "inputs": [{name, datatype, shape}]}``."""
-        meta = self._call("model metadata", self._client.get_model_metadata, model, model=model)
+        try:
+            meta = self._call("model metadata", self._client.get_model_metadata, model,
+                              model=model)
+        except NotServed:  # the core protocol's: not a v2 server, whatever it is
+            raise ServerError(f"{self.target.describe()} does not serve KServe v2 model "
+                              f"metadata (for {model!r}): is it a KServe v2 server?") from None
         for tensor in meta.get("inputs", []) + meta.get("outputs", []):
             tensor["shape"] = _ints(tensor.get("shape", []))
         return meta

@@ -7,8 +7,9 @@ import argparse
 from tritonload.cli.commands.target_options import add_target_options, target_from_args
 from tritonload.cli.console import print_table
 from tritonload.cli.signals import sigterm_raises_interrupt
+from tritonload.core.errors import UsageError
 from tritonload.server.fleet import DEMO_SHAPES
-from tritonload.triton.admin import TritonAdmin
+from tritonload.triton.admin import NotServed, TritonAdmin
 from tritonload.triton.payloads import parse_shape_override
 from tritonload.triton.probe import fetch_payloads, probe
 
@@ -43,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
         if not models:
             with TritonAdmin(target) as admin:
                 admin.server_live()
-                models = admin.model_names()
+                try:
+                    models = admin.repository_index()
+                except NotServed:
+                    raise UsageError(f"{target.describe()} does not list its models (no "
+                                     "repository index): name them with --model") from None
         rows = probe(target, fetch_payloads(target, models, shapes), repeats=max(1, args.repeats))
     print_table(rows, title=f"one request per model ({target.describe()})")
     return 0 if all(r["status"] == "ok" for r in rows) else 1
