@@ -9,12 +9,17 @@ report must say "not served by this server" where server-side data would be.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import free_ports
 from tests.locust_runs import REPO, error_lines
 
 pytestmark = pytest.mark.integration
@@ -131,3 +136,47 @@ def test_shared_memory_without_the_extension_is_one_line(kserve_peer, tmp_path):
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     (line,) = error_lines(proc.stderr)
     assert "does not serve the system shared-memory extension" in line
+
+
+def test_the_web_ui_tabs_say_not_served_by_this_server(kserve_peer, tmp_path):
+    """A real Locust process with its web UI, against the peer: the Triton tab's server cells
+    and the run tab say what the server does not serve, instead of staying empty."""
+    port = free_ports(1, start=19400)[0]
+    ui = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", str(REPO / LOCUSTFILE), "HttpMixedModels",
+         "--host", f"http://{kserve_peer.http_url}", "--mix", "recommender:1",
+         "--web-host", "127.0.0.1", "--web-port", str(port), "--run-dir", str(tmp_path / "ui"),
+         "--loglevel", "WARNING"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        _wait_for(ui + "/")
+        body = urllib.parse.urlencode({"user_count": 1, "spawn_rate": 1}).encode()
+        with urllib.request.urlopen(ui + "/swarm", data=body, timeout=10) as answer:
+            assert answer.status == 200
+        time.sleep(3)
+        with urllib.request.urlopen(ui + "/stats/requests", timeout=10) as answer:
+            tabs = {t["key"]: t["data"] for t in json.load(answer)["extended_stats"]}
+        with urllib.request.urlopen(ui + "/stop", data=b"", timeout=10):
+            pass
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    (row,) = [r for r in tabs["triton"] if r["model"] == "recommender"]
+    assert int(row["requests"]) > 0
+    for cell in ("queue_ms", "compute_infer_ms", "mean_batch", "batches"):
+        assert row[cell] == "not served by this server", row
+    run = {r["item"]: r["value"] for r in tabs["triton-run"]}
+    assert run["statistics extension"].startswith("not served by this server")
+    assert "statistics extension not served by" in stderr  # the pre-flight's line
+
+
+def _wait_for(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=5).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} never answered")
