@@ -180,3 +180,18 @@ def _wait_for(url: str, seconds: float = 60) -> None:
         except OSError:
             time.sleep(0.3)
     raise AssertionError(f"{url} never answered")
+
+
+def test_a_capacity_search_runs_and_says_each_missing_extension_once(kserve_peer, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tritonload.cli", "capacity", "--url", kserve_peer.http_url,
+         "--models", "recommender", "--protocols", "http", "--slo-p95-ms", "50",
+         "--start-rps", "100", "--max-rps", "200", "--probe-window", "2", "--probe-warmup",
+         "1", "--budget", "60s", "-o", str(tmp_path / "cap")],
+        capture_output=True, text=True, timeout=180, cwd=REPO)
+    _ok(proc)
+    assert proc.stdout.count("statistics extension not served by") == 1, proc.stdout
+    search = json.loads((tmp_path / "cap" / "recommender-http" / "search.json").read_text())
+    probes = search["knee"]["probes"]
+    assert len(probes) >= 2 and search["knee"]["status"] == "above range"
+    assert all(p["p95_us"] < 50_000 and p["error_rate"] == 0 and p["trusted"] for p in probes)

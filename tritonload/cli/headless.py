@@ -102,6 +102,10 @@ class Processes:
         return []
 
 
+#: The children's note lines shown so far: each is shown once per command.
+_SHOWN_NOTES: set[str] = set()
+
+
 @dataclass
 class LocustRun:
     """One headless Locust run: what to start and where it writes."""
@@ -162,7 +166,8 @@ class LocustRun:
                 raise
             _, stderr = child.communicate()
         for line in stderr.splitlines():
-            if line.startswith(NOTE_PREFIX):
+            if line.startswith(NOTE_PREFIX) and line not in _SHOWN_NOTES:
+                _SHOWN_NOTES.add(line)  # a capacity search's every probe says the same
                 console.print(line.removeprefix(NOTE_PREFIX), markup=False)
         reported = [ln for ln in stderr.splitlines() if ln.startswith(ERROR_PREFIX)]
         for line in reported:
