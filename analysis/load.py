@@ -94,7 +94,9 @@ class RunSet:
         warnings: incompatibilities accepted with ``force=True`` and missing optional files.
         generations: the LLM users' requests (a row per generation, `GENERATION_COLUMNS`:
             the request's own columns, TTFT, tokens in and out, the inter-token gaps as an
-            array), with ``run_id``, ``load_kind`` and ``load_level``; empty without them.
+            array), with ``run_id``, ``load_kind`` and ``load_level`` (in a run that mixes
+            them with classic users, the LLM users' own: run.json's ``generation_load``);
+            empty without them.
 
     """
 
@@ -188,9 +190,10 @@ def _read_generations(run_dir: Path, meta: dict) -> pd.DataFrame | None:
     frame = pa.concat_tables(tables).to_pandas()
     for column in ("model", "protocol", "mode", "error_kind"):
         frame[column] = frame[column].astype(str)
+    load = meta.get("generation_load") or meta["load"]  # a mixed run: the LLM users' own
     frame["run_id"] = str(meta["run_id"])
-    frame["load_kind"] = str(meta["load"]["kind"])
-    frame["load_level"] = float(meta["load"]["level"])
+    frame["load_kind"] = str(load["kind"])
+    frame["load_level"] = float(load["level"])
     return frame
 
 

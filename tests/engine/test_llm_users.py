@@ -52,10 +52,17 @@ def test_generations_are_recorded_token_by_token_beside_classic_requests(tmp_pat
     assert meta["generation"] == {"isl": "40 ± 10", "osl": "12", "system_prompts": 2,
                                   "system_prompt_length": 20, "dataset": None}
     assert "generations: " in proc.stdout and "output tokens/s" in proc.stdout
+    # The run's load counts all 4 users; the generations are read at the LLM users' own.
+    classes = meta["user_classes"]
+    assert sum(c["users"] for c in classes.values()) == 4 == meta["load"]["level"]
+    llm_users = sum(c["users"] for c in classes.values() if c["generative"])
+    assert 0 < llm_users < 4 and not classes["ClassicUser"]["generative"]
+    assert meta["generation_load"] == {"kind": "concurrency", "level": llm_users}
     # The report's generations are the run line's and the gate's numbers (core/tokens.py).
     tokens = run_tokens(tmp_path / "run")
     table = json.loads((tmp_path / "report" / "report.json").read_text())["generations"]
     assert sorted(r["protocol"] for r in table) == ["grpc", "http"]
+    assert {r["load_level"] for r in table} == {llm_users}
     assert sum(r["generations"] for r in table) == tokens.generations
     assert sum(r["output_tokens_per_s"] for r in table) == pytest.approx(
         tokens.output_tokens_per_s)

@@ -121,5 +121,5 @@ RUN_JSON_OPTIONAL = (
     "achieved_mix", "stability", "started_at", "ended_at", "request_count", "error_counts",
     "arrivals", "models", "payloads", "server_stats_interval_s", "gevent_threadpool_size",
     "client_cpu", "workers", "outages", "validated", "server_metrics", "shared_memory",
-    "generation", "extensions", "extra",
+    "generation", "generation_load", "extensions", "extra",
 )

@@ -25,6 +25,30 @@ def load_level(settings: list[UserSettings], users: int) -> dict[str, Any]:
     return {"kind": "concurrency", "level": users * in_flight}
 
 
+def generation_load(settings: Mapping[type, UserSettings],
+                    class_users: Mapping[str, int] | None) -> dict[str, Any] | None:
+    """The LLM users' own load level in a run that mixes them with classic users.
+
+    The run's ``load`` counts every user. In a mixed run, the generations' TTFT and ITL are
+    read against the LLM classes' share alone: their users × requests in flight (closed
+    loop), or their share of ``--rate``, which is split evenly over all the users (open
+    loop). None for a run that is not mixed (its ``load`` is theirs), or before the users
+    are known.
+    """
+    generative = {c: s for c, s in settings.items() if getattr(c, "generative", False)}
+    if not generative or len(generative) == len(settings) or not class_users:
+        return None
+    users = {c: int(class_users.get(c.__name__, 0)) for c in generative}
+    if not any(users.values()):
+        return None
+    rates = [s.rate for s in generative.values() if s.rate]
+    if rates:
+        total = max(sum(int(n) for n in class_users.values()), 1)
+        return {"kind": "rate", "level": max(rates) * sum(users.values()) / total}
+    return {"kind": "concurrency",
+            "level": sum(users[c] * s.max_in_flight for c, s in generative.items())}
+
+
 def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
                  configs: Mapping[str, dict], warmup_s: float, started_ns: int,
                  ended_ns: int | None, recorder: Recorder | None, arrivals: ArrivalLedger,
@@ -36,7 +60,8 @@ def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
                  server_metrics: Mapping[str, Any] | None = None,
                  shared_memory: Mapping[str, Any] | None = None,
                  generation: Mapping[str, Any] | None = None,
-                 extensions: Mapping[str, bool] | None = None) -> dict[str, Any]:
+                 extensions: Mapping[str, bool] | None = None,
+                 class_users: Mapping[str, int] | None = None) -> dict[str, Any]:
     """The run.json document (without the format stamp `rundir.write_run_json` adds).
 
     ``client_cpu``: the live ticker's samples of this process's CPU time, from which
@@ -46,6 +71,8 @@ def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
     ``server_metrics``: the metrics endpoint scraped (``url``), or why none was (``note``).
     ``shared_memory``: under ``--shared-memory``, its kind, output size and regions made.
     ``generation``: with LLM users, how their prompts were made (`PromptSpec.record`).
+    ``class_users``: Locust's users per class (``target_user_classes_count``), which gives
+    the classes' ``users`` and a mixed run's `generation_load`.
     ``extensions``: which of Triton's protocol extensions the target serves
     (`tritonload.triton.served.Extensions.record`); None: not probed.
     """
@@ -65,8 +92,11 @@ def run_document(*, run_id: str, scenario: str, context: RunContext, users: int,
         "load": load_level(settings, users),
         "users": users,
         "user_classes": {c.__name__: {"protocol": c.protocol, "mix": s.mix.shares(),
-                                      "mode": s.mode, "max_in_flight": s.max_in_flight}
+                                      "mode": s.mode, "max_in_flight": s.max_in_flight,
+                                      "generative": bool(getattr(c, "generative", False)),
+                                      "users": (class_users or {}).get(c.__name__)}
                          for c, s in context.settings.items()},
+        "generation_load": generation_load(context.settings, class_users),
         "mix": settings[0].mix.shares() if settings else {},
         "achieved_mix": recorder.achieved_mix() if recorder else {},
         "warmup_s": warmup_s,

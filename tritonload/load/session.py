@@ -269,4 +269,5 @@ class LoadSession:
             workers=self.collector.document() if self.collector is not None else None,
             outages=test.ticker.outages.document(ended_ns), server_metrics=self.checks.metrics,
             shared_memory=self.checks.shared_memory(), generation=self.checks.generation,
-            extensions=self.checks.extensions.record()))
+            extensions=self.checks.extensions.record(),
+            class_users=dict(getattr(runner, "target_user_classes_count", None) or {})))
