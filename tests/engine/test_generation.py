@@ -13,7 +13,13 @@ from tritonload.core.numbers import summarize
 from tritonload.core.slo import evaluate, parse_slo
 from tritonload.core.tokens import summarize_tokens
 from tritonload.triton.payloads import ModelInfo, TensorInfo
-from tritonload.triton.prompts import Lengths, PromptSpec, prompt_payload, prompt_tokens
+from tritonload.triton.prompts import (
+    Lengths,
+    PromptSpec,
+    generate_json,
+    prompt_payload,
+    prompt_tokens,
+)
 
 GENERATOR = ModelInfo("text_generator", (TensorInfo("text_input", "BYTES", (1,)),
                                          TensorInfo("max_tokens", "INT32", (1,))),
@@ -56,6 +62,46 @@ def test_a_dataset_gives_the_prompts_and_their_lengths(tmp_path):
     path.write_text('{"prompt": "x"}\n')
     with pytest.raises(UsageError, match="line 1 is not a JSON object with \"text\""):
         prompt_payload(GENERATOR, PromptSpec(dataset=str(path)))
+
+
+#: text_generator as served: its prompt as text or as token ids (both optional inputs).
+BOTH = ModelInfo("text_generator", (TensorInfo("text_input", "BYTES", (1,)),
+                                    TensorInfo("input_ids", "INT64", (-1,)),
+                                    TensorInfo("max_tokens", "INT32", (1,))),
+                 ("text_output", "token_id"), 0, decoupled=True)
+
+
+def test_token_id_prompts_follow_the_lengths_and_share_system_prompts():
+    spec = PromptSpec(isl=Lengths(30), osl=Lengths(9), system_prompts=2,
+                      system_prompt_length=5, token_ids=True)
+    payload = prompt_payload(BOTH, spec, seed=1, count=6)
+    assert all(set(e) == {"input_ids", "max_tokens"} for e in payload.entries)
+    ids = [e["input_ids"] for e in payload.entries]
+    assert all(a.dtype == np.int64 and a.shape == (35,) for a in ids)
+    assert [prompt_tokens(e) for e in payload.entries] == [35] * 6
+    assert (ids[0][:5] == ids[2][:5]).all() and not (ids[0][:5] == ids[1][:5]).all()
+    assert all(0 <= a.min() and a.max() < 32000 for a in ids)
+    assert generate_json(payload.entries[0])["input_ids"] == ids[0].tolist()
+    # Without --token-ids, the same model gets text; a model with ids only gets ids.
+    assert set(prompt_payload(BOTH, PromptSpec(), count=1).entries[0]) == {
+        "text_input", "max_tokens"}
+    ids_only = ModelInfo("raw", (BOTH.inputs[1], BOTH.inputs[2]), ("token_id",), 0,
+                         decoupled=True)
+    assert set(prompt_payload(ids_only, PromptSpec(), count=1).entries[0]) == {
+        "input_ids", "max_tokens"}
+
+
+def test_a_dataset_of_token_ids_is_sent_as_ids(tmp_path):
+    path = tmp_path / "ids.jsonl"
+    path.write_text('{"input_ids": [5, 7, 9], "max_tokens": 2}\n')
+    payload = prompt_payload(BOTH, PromptSpec(dataset=str(path)), count=2)
+    assert payload.entries[0]["input_ids"].tolist() == [5, 7, 9]
+    assert prompt_tokens(payload.entries[0]) == 3
+    path.write_text('{"text": "one two"}\n')
+    with pytest.raises(UsageError, match="no tokenizer is used here"):
+        prompt_payload(BOTH, PromptSpec(dataset=str(path), token_ids=True))
+    with pytest.raises(UsageError, match="it takes text_input BYTES, max_tokens INT32"):
+        prompt_payload(GENERATOR, PromptSpec(token_ids=True))
 
 
 def test_a_model_that_does_not_generate_is_refused_in_one_line():

@@ -50,7 +50,8 @@ def test_generations_are_recorded_token_by_token_beside_classic_requests(tmp_pat
     assert classic["ttft_us"].isna().all() and classic["itl_us"].isna().all()
     meta = run_json(tmp_path / "run")
     assert meta["generation"] == {"isl": "40 ± 10", "osl": "12", "system_prompts": 2,
-                                  "system_prompt_length": 20, "dataset": None}
+                                  "system_prompt_length": 20, "dataset": None,
+                                  "token_ids": False}
     assert "generations: " in proc.stdout and "output tokens/s" in proc.stdout
     # The run's load counts all 4 users; the generations are read at the LLM users' own.
     classes = meta["user_classes"]

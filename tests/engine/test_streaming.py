@@ -20,7 +20,7 @@ from tritonclient.grpc import service_pb2
 
 from tests.conftest import free_ports
 from tritonload.server import EmbeddedTriton, Ports, demo_fleet
-from tritonload.server.model_code.demo_functions import generated_token
+from tritonload.server.model_code.demo_functions import generated_token, ids_prompt
 from tritonload.triton.shm import tensor_bytes
 from tritonload.wire.grpc_wire import GrpcConnection, encode_headers, grpc_message
 
@@ -39,18 +39,20 @@ def server():
         yield triton
 
 
-def _request(prompt: bytes, max_tokens: int) -> bytes:
+def _request(prompt: bytes | list[int], max_tokens: int) -> bytes:
     request = service_pb2.ModelInferRequest(model_name="text_generator")
-    for name, datatype, array in (("text_input", "BYTES", np.array([prompt], dtype=object)),
-                                  ("max_tokens", "INT32", np.array([max_tokens], np.int32))):
+    given = (("input_ids", "INT64", np.array(prompt, np.int64)) if isinstance(prompt, list)
+             else ("text_input", "BYTES", np.array([prompt], dtype=object)))
+    for name, datatype, array in (given, ("max_tokens", "INT32", np.array([max_tokens],
+                                                                          np.int32))):
         tensor = request.inputs.add()
         tensor.name, tensor.datatype = name, datatype
-        tensor.shape.append(1)
+        tensor.shape.append(len(array))
         request.raw_input_contents.append(bytes(tensor_bytes(array)))
     return grpc_message(request.SerializeToString())
 
 
-def _generate(server, prompt: bytes, max_tokens: int, keep: bool = False):
+def _generate(server, prompt: bytes | list[int], max_tokens: int, keep: bool = False):
     """(ms from the send to each token, the answer) for one generation on a new connection."""
     address = (server.host, server.ports.grpc)
     sock = socket.create_connection(address)
@@ -78,6 +80,21 @@ def test_tokens_arrive_in_order_and_ttft_is_below_e2e(server):
     assert tokens == [generated_token(prompt, i) for i in range(8)]
     assert answer.error is None and times == sorted(times)
     assert times[0] < times[-1]  # TTFT < end to end
+
+
+def _tokens(answer) -> list[int]:
+    return [int(np.frombuffer(service_pb2.ModelStreamInferResponse.FromString(m)
+                              .infer_response.raw_output_contents[1], np.int64)[0])
+            for m in answer.messages]
+
+
+def test_a_prompt_of_token_ids_generates_as_its_text_does(server):
+    ids = [5, 7, 1234, 31999]
+    _, answer = _generate(server, ids, 4, keep=True)
+    assert answer.error is None
+    assert _tokens(answer) == [generated_token(ids_prompt(ids), i) for i in range(4)]
+    _, same = _generate(server, b"5 7 1234 31999", 4, keep=True)
+    assert _tokens(same) == _tokens(answer)
 
 
 def test_itl_is_the_decode_step_and_ttft_grows_with_the_prompt(server):

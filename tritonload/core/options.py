@@ -64,8 +64,13 @@ def add_generation_options(group: Any) -> None:
     group.add_argument("--system-prompt-length", type=int, default=None, metavar="WORDS",
                        help="LLM users: words per system prompt (with --num-system-prompts)")
     group.add_argument("--prompts", default=None, metavar="FILE.jsonl",
-                       help="LLM users: prompts from a JSONL file of {\"text\": …} (and "
-                       "optionally \"max_tokens\") instead of synthetic ones")
+                       help="LLM users: prompts from a JSONL file of {\"text\": …} or "
+                       "{\"input_ids\": [...]} (and optionally \"max_tokens\") instead of "
+                       "synthetic ones")
+    group.add_argument("--token-ids", action="store_true", default=None,
+                       help="LLM users: send each prompt as token ids (an integer input_ids "
+                       "input, as an engine's raw backend takes it) instead of text_input; "
+                       "synthetic ids, --isl of them")
 
 
 def add_metrics_option(group: Any) -> None:

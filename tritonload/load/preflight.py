@@ -306,7 +306,8 @@ def prompt_spec(options: Any) -> PromptSpec:
         osl=Lengths.parse(option(options, "osl", "64"), "--osl"),
         system_prompts=_number(options, "num_system_prompts", 0, int),
         system_prompt_length=_number(options, "system_prompt_length", 0, int),
-        dataset=option(options, "prompts", None))
+        dataset=option(options, "prompts", None),
+        token_ids=bool(option(options, "token_ids", False)))
 
 
 def _payloads(admin: TritonAdmin, models: list[str], options: Any,
@@ -337,7 +338,7 @@ def _payloads(admin: TritonAdmin, models: list[str], options: Any,
         if config.get("source") == "metadata":
             print_note(batch_line(model, config))
         if model in generative:
-            check_generative(info)
+            check_generative(info, prompt_spec(options).token_ids)
         elif info.decoupled:  # the unary users' requests would all fail
             raise UsageError(f"{model} is a decoupled (streaming) model: it answers over "
                              "gRPC streams only; send to it with an LLM user "

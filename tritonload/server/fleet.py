@@ -39,6 +39,7 @@ class TensorSpec:
     name: str
     datatype: str  # Triton's short name: FP32, INT64, BYTES, ...
     dims: tuple[int, ...]
+    optional: bool = False  # an input a request may leave out (``optional: true``)
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,8 @@ class ModelSpec:
         )
 
 
-def _t(name: str, datatype: str, *dims: int) -> TensorSpec:
-    return TensorSpec(name, datatype, tuple(dims))
+def _t(name: str, datatype: str, *dims: int, optional: bool = False) -> TensorSpec:
+    return TensorSpec(name, datatype, tuple(dims), optional)
 
 
 BASE_FLEET: tuple[ModelSpec, ...] = (
@@ -209,7 +210,9 @@ GENERATIVE_FLEET: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="text_generator",
         function="generator",
-        inputs=(_t("text_input", "BYTES", 1), _t("max_tokens", "INT32", 1)),
+        # A prompt as text or as token ids: each request sends one of them.
+        inputs=(_t("text_input", "BYTES", 1, optional=True),
+                _t("input_ids", "INT64", -1, optional=True), _t("max_tokens", "INT32", 1)),
         outputs=(_t("text_output", "BYTES", 1), _t("token_id", "INT64", 1)),
         max_batch_size=0,
         dynamic_batching=False,
@@ -333,7 +336,7 @@ def render_config(spec: ModelSpec) -> str:
     def tensors(kind: str, specs: tuple[TensorSpec, ...]) -> str:
         rows = [
             f'  {{ name: "{t.name}" data_type: TYPE_{_CONFIG_TYPES.get(t.datatype, t.datatype)} '
-            f"dims: [ {', '.join(map(str, t.dims))} ] }}"
+            f"dims: [ {', '.join(map(str, t.dims))} ]{' optional: true' if t.optional else ''} }}"
             for t in specs
         ]
         return f"{kind} [\n" + ",\n".join(rows) + "\n]\n"

@@ -24,7 +24,7 @@ from tritonload.core.errors import classify, message_of
 from tritonload.triton.admin import TritonAdmin
 from tritonload.triton.clients import build_inputs, client_kwargs, client_module
 from tritonload.triton.payloads import ModelInfo, Payload, generate_payload
-from tritonload.triton.prompts import generate_json
+from tritonload.triton.prompts import IDS_INPUT, MAX_TOKENS_INPUT, PROMPT_INPUT, generate_json
 from tritonload.triton.served import served_model
 
 PROBE_TOKENS = 4
@@ -41,11 +41,17 @@ def fetch_payloads(target: Target, models: list[str],
 
 
 def _probe_payload(info: ModelInfo, payload: Payload) -> Payload:
-    """A decoupled model's ``max_tokens`` (when it has one) set to `PROBE_TOKENS`."""
+    """A decoupled model's ``max_tokens`` (when it has one) set to `PROBE_TOKENS`.
+
+    A model that takes its prompt as text or as token ids (`tritonload.triton.prompts`) gets
+    the text only: each request sends one of them.
+    """
     entry = dict(payload.entries[0])
-    if not info.decoupled or "max_tokens" not in entry:
+    if not info.decoupled or MAX_TOKENS_INPUT not in entry:
         return payload
-    entry["max_tokens"] = np.full_like(entry["max_tokens"], PROBE_TOKENS)
+    entry[MAX_TOKENS_INPUT] = np.full_like(entry[MAX_TOKENS_INPUT], PROBE_TOKENS)
+    if PROMPT_INPUT in entry:
+        entry.pop(IDS_INPUT, None)
     return dataclasses.replace(payload, entries=(entry,))
 
 

@@ -78,6 +78,8 @@ def generation_options(args: argparse.Namespace) -> tuple[str, ...]:
         value = getattr(args, name, None)
         if value is not None:
             out += [f"--{name.replace('_', '-')}", str(value)]
+    if getattr(args, "token_ids", None):
+        out.append("--token-ids")
     return tuple(out)
 
 

@@ -54,9 +54,8 @@ def load_options(args: argparse.Namespace) -> list[str]:
     """The scenario options (tritonload's Locust options) the arguments ask for."""
     options: list[str] = []
     for flag in ("mode", "max_in_flight", "rate", "arrival", "mix", "llm_mix", "batch_dim",
-                 "error_backoff",
-                 "metrics_url", "shared_memory", "output_shared_memory_size", "isl", "osl",
-                 "num_system_prompts", "system_prompt_length", "prompts"):
+                 "error_backoff", "metrics_url", "shared_memory", "output_shared_memory_size",
+                 "isl", "osl", "num_system_prompts", "system_prompt_length", "prompts"):
         value = getattr(args, flag)
         if value is not None:
             options += [f"--{flag.replace('_', '-')}", str(value)]
@@ -65,8 +64,9 @@ def load_options(args: argparse.Namespace) -> list[str]:
             options += [f"--{flag}", value]
     if args.timeout is not None:
         options += ["--request-timeout", str(args.timeout)]
-    if getattr(args, "validate", None):
-        options.append("--validate")
+    for flag in ("validate", "token_ids"):
+        if getattr(args, flag, None):
+            options.append(f"--{flag.replace('_', '-')}")
     return options
 
 

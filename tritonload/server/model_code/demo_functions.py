@@ -63,6 +63,11 @@ def generated_token(prompt: bytes, position: int) -> int:
     return (zlib.crc32(prompt) + 7919 * position) % VOCABULARY
 
 
+def ids_prompt(ids) -> bytes:
+    """A prompt given as token ids, as the text the tokens are generated from."""
+    return b" ".join(b"%d" % int(i) for i in ids)
+
+
 def token_text(token_id: int) -> bytes:
     """The text a token id stands for, with its trailing space."""
     return b"t%d " % token_id

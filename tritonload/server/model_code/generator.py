@@ -4,11 +4,14 @@ It stands in for an LLM served by vLLM or TensorRT-LLM, which Triton runs as dec
 (``model_transaction_policy { decoupled: true }``): one request, one response per generated
 token, then a final flag. It runs inside Triton's Python-backend stub process.
 
-Inputs: ``text_input`` (BYTES [1], the prompt) and ``max_tokens`` (INT32 [1]). Each response
-carries one token: ``text_output`` (BYTES [1], the token's text followed by a space) and
-``token_id`` (INT64 [1]). A token is a whitespace-separated word; the prompt's word count is
-its input sequence length (ISL). Tokens are a deterministic function of the prompt and the
-position (`demo_functions.generated_token`, shared with tests).
+Inputs: the prompt, as ``text_input`` (BYTES [1]) or as token ids, ``input_ids`` (INT64 [-1],
+as an engine's raw backend takes them; both are optional inputs and a request sends one), and
+``max_tokens`` (INT32 [1]). Each response carries one token: ``text_output`` (BYTES [1], the
+token's text followed by a space) and ``token_id`` (INT64 [1]). In a text prompt a token is a
+whitespace-separated word, so the prompt's word count is its input sequence length (ISL);
+token ids count one each. Tokens are a deterministic function of the prompt and the position
+(`demo_functions.generated_token`, shared with tests); ids are read as the text of the ids
+joined by spaces (`demo_functions.ids_prompt`), so ``[5, 7]`` generates what ``"5 7"`` does.
 
 Cost model (continuous batching, as an LLM engine schedules on a GPU). One scheduler thread
 owns the accelerator; ``execute`` only hands requests to it and returns. Each step is one of:
@@ -44,7 +47,7 @@ import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from demo_functions import MAX_TOKENS_LIMIT, abort_after, generated_token, token_text
+from demo_functions import MAX_TOKENS_LIMIT, abort_after, generated_token, ids_prompt, token_text
 
 
 class _Sequence:
@@ -63,6 +66,18 @@ def _cancelled(sender) -> bool:
     """Whether Triton cancelled the request (its client closed the stream or connection)."""
     is_cancelled = getattr(sender, "is_cancelled", None)
     return bool(is_cancelled and is_cancelled())
+
+
+def _prompt(request) -> bytes:
+    """The request's prompt: its ``text_input``, or its ``input_ids`` as their text."""
+    text = pb_utils.get_input_tensor_by_name(request, "text_input")
+    ids = pb_utils.get_input_tensor_by_name(request, "input_ids")
+    if (text is None) == (ids is None):
+        raise ValueError("send the prompt as text_input or as input_ids (one of them)")
+    if ids is not None:
+        return ids_prompt(ids.as_numpy().reshape(-1))
+    prompt = text.as_numpy().reshape(-1)[0]
+    return prompt.encode() if isinstance(prompt, str) else bytes(prompt)
 
 
 class TritonPythonModel:
@@ -86,9 +101,7 @@ class TritonPythonModel:
         for request in requests:
             sender = request.get_response_sender()
             try:
-                prompt = pb_utils.get_input_tensor_by_name(request, "text_input").as_numpy()
-                prompt = prompt.reshape(-1)[0]
-                prompt = prompt.encode() if isinstance(prompt, str) else bytes(prompt)
+                prompt = _prompt(request)
                 max_tokens = int(pb_utils.get_input_tensor_by_name(
                     request, "max_tokens").as_numpy().reshape(-1)[0])
                 if not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
