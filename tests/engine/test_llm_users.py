@@ -140,3 +140,14 @@ def test_generations_from_two_worker_processes_land_in_one_run_directory(tmp_pat
     generations = rows[rows["model"] == "text_generator"]
     assert generations["worker"].nunique() == 2  # the gaps' list column crossed Arrow IPC
     assert all(len(g) == 4 for g in generations["itl_us"]) and generations["ok"].all()
+
+
+def test_prompts_sent_as_token_ids_over_both_protocols(tmp_path, target):
+    proc = _run(tmp_path, target, "-u", "2", "-t", "4s", "--token-ids", "--isl", "30",
+                "--osl", "6", "--user-class", "LlmUser", "--user-class", "HttpLlmUser")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    generations = records(tmp_path / "run")
+    assert set(generations["protocol"]) == {"grpc", "http"}  # input_ids as a list in JSON
+    assert generations["ok"].all() and len(generations) >= 10
+    assert (generations["tokens_in"] == 30).all() and (generations["tokens_out"] == 6).all()
+    assert run_json(tmp_path / "run")["generation"]["token_ids"] is True
