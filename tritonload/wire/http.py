@@ -119,13 +119,19 @@ def _outputs(names: tuple[str, ...], placed: EntryPlacement | None
 
 
 def request_head(uri: str, host: str, headers: Mapping[str, str], body_size: int,
-                 json_size: int | None, content_type: str = "application/octet-stream"
-                 ) -> bytes:
+                 json_size: int | None, content_type: str | None = None) -> bytes:
     """An inference request's HTTP/1.1 head (``POST``), ending with the blank line.
 
     A ``Host`` among ``headers`` replaces ours; the body's own fields (Content-Type,
-    Content-Length, Inference-Header-Content-Length) are always ours.
+    Content-Length, Inference-Header-Content-Length) are always ours. The Content-Type is
+    ``application/octet-stream`` for a body with binary tensors (``json_size`` given), else
+    ``application/json``. Triton takes either (its ``--shared-memory`` runs, all JSON, are
+    clean with both), but kserve 0.21's REST server reads an all-JSON body only as
+    ``application/json``; as ``application/octet-stream`` it answered 400 "received byte
+    inputs, but the 'inference-header-content-length' header is missing".
     """
+    if content_type is None:
+        content_type = "application/json" if json_size is None else "application/octet-stream"
     fields = {"Host": host}
     for name, value in headers.items():
         if name.lower() == "host":
