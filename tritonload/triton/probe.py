@@ -8,7 +8,6 @@ token.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import queue
 import ssl
@@ -20,14 +19,22 @@ from typing import Any
 import numpy as np
 
 from tritonload.core.config import PROTOCOLS, Target
-from tritonload.core.errors import classify, message_of
+from tritonload.core.errors import UsageError, classify, message_of
 from tritonload.triton.admin import TritonAdmin
 from tritonload.triton.clients import build_inputs, client_kwargs, client_module
 from tritonload.triton.payloads import ModelInfo, Payload, generate_payload
-from tritonload.triton.prompts import IDS_INPUT, MAX_TOKENS_INPUT, PROMPT_INPUT, generate_json
+from tritonload.triton.prompts import (
+    Lengths,
+    PromptSpec,
+    check_generative,
+    generate_json,
+    prompt_payload,
+)
 from tritonload.triton.served import served_model
 
 PROBE_TOKENS = 4
+#: Words in a generative model's probe prompt.
+PROBE_WORDS = 8
 
 
 def fetch_payloads(target: Target, models: list[str],
@@ -36,23 +43,24 @@ def fetch_payloads(target: Target, models: list[str],
     """Each model's served description and a validated, generated payload for it."""
     with TritonAdmin(target) as admin:
         infos = {m: served_model(admin, m)[0] for m in models}
-    return {m: (info, _probe_payload(info, generate_payload(info, shapes.get(m), count=1)))
-            for m, info in infos.items()}
+    return {m: (info, _probe_payload(info, shapes.get(m))) for m, info in infos.items()}
 
 
-def _probe_payload(info: ModelInfo, payload: Payload) -> Payload:
-    """A decoupled model's ``max_tokens`` (when it has one) set to `PROBE_TOKENS`.
+def _probe_payload(info: ModelInfo, shapes: Mapping[str, tuple[int, ...]] | None) -> Payload:
+    """One request: generated, or a short prompt for a generative model.
 
-    A model that takes its prompt as text or as token ids (`tritonload.triton.prompts`) gets
-    the text only: each request sends one of them.
+    The prompt is the LLM users' own kind (`tritonload.triton.prompts`: text, for a model that
+    takes text or token ids), asking for `PROBE_TOKENS` tokens.
     """
-    entry = dict(payload.entries[0])
-    if not info.decoupled or MAX_TOKENS_INPUT not in entry:
-        return payload
-    entry[MAX_TOKENS_INPUT] = np.full_like(entry[MAX_TOKENS_INPUT], PROBE_TOKENS)
-    if PROMPT_INPUT in entry:
-        entry.pop(IDS_INPUT, None)
-    return dataclasses.replace(payload, entries=(entry,))
+    if info.decoupled:
+        try:
+            check_generative(info)
+        except UsageError:  # a streaming model of another kind: its inputs, generated
+            pass
+        else:
+            spec = PromptSpec(isl=Lengths(PROBE_WORDS), osl=Lengths(PROBE_TOKENS))
+            return prompt_payload(info, spec, count=1)
+    return generate_payload(info, shapes, count=1)
 
 
 def probe(target: Target, payloads: Mapping[str, tuple[ModelInfo, Payload]],
