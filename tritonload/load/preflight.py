@@ -333,12 +333,13 @@ def _payloads(admin: TritonAdmin, models: list[str], options: Any,
     seed = int(option(options, "seed", 0))
     payloads, configs = {}, {}
     batch_dim = option(options, "batch_dim", "auto")
+    spec = prompt_spec(options) if generative else None
     for model in models:
         info, config = served_model(admin, model, extensions, batch_dim)
         if config.get("source") == "metadata":
             print_note(batch_line(model, config))
         if model in generative:
-            check_generative(info, prompt_spec(options).token_ids)
+            check_generative(info, spec.token_ids)
         elif info.decoupled:  # the unary users' requests would all fail
             raise UsageError(f"{model} is a decoupled (streaming) model: it answers over "
                              "gRPC streams only; send to it with an LLM user "
@@ -348,7 +349,7 @@ def _payloads(admin: TritonAdmin, models: list[str], options: Any,
         if model in files:
             payloads[model] = load_payload_file(files[model], info)
         elif model in generative:
-            payloads[model] = prompt_payload(info, prompt_spec(options), seed=seed)
+            payloads[model] = prompt_payload(info, spec, seed=seed)
         else:
             payloads[model] = generate_payload(info, shapes.get(model),
                                                fill=option(options, "fill", "random"), seed=seed)
