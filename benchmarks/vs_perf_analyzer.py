@@ -48,8 +48,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,6 +61,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,11 +96,16 @@ class Cell:
     model: str
     concurrency: int
     mode: str
+    shared: bool = False  # both tools with their tensors in system shared memory
 
     @property
     def name(self) -> str:
-        """E.g. ``wide_ranker@4 http-sync``."""
-        return f"{self.model}@{self.concurrency} {self.mode}"
+        """E.g. ``wide_ranker@4 http-sync`` (``… shm`` for a shared-memory cell)."""
+        return f"{self.model}@{self.concurrency} {self.mode}{' shm' if self.shared else ''}"
+
+    def label(self) -> str:
+        """A file name for one run of this cell, unique across repeats."""
+        return f"{self.name.replace('@', '-').replace(' ', '-')}-{time.time_ns()}"
 
     def locust_users(self) -> tuple[int, list[str]]:
         """tritonload's users and mode flags for this concurrency (async: 2 users)."""
@@ -210,7 +218,7 @@ def run_tritonload(cell: Cell, args: argparse.Namespace, server: psutil.Process,
     """One headless Locust run; the window starts ``warmup`` s after its test_start."""
     user_class = MODES[cell.mode][0]
     users, extra = cell.locust_users()
-    label = f"{cell.model}-{cell.concurrency}-{cell.mode}"
+    label = cell.label()
     run_dir = workdir / f"tritonload-{label}"
     duration = int(args.warmup + args.window + 2)
     locustfile = "bench.py"
@@ -218,7 +226,7 @@ def run_tritonload(cell: Cell, args: argparse.Namespace, server: psutil.Process,
         locustfile = "llm.py"
         extra = [*extra, "--prompts", str(prompt_files(args, workdir)[0])]
     cmd = [str(LOCUST), "-f", str(ROOT / "locustfiles" / locustfile), user_class,
-           "--mix", f"{cell.model}:1", *shared_memory_args(args),
+           "--mix", f"{cell.model}:1", *shared_memory_args(cell, args),
            "--headless", "-u", str(users), "-r", "1000", "-t", f"{duration}s",
            "--host", f"127.0.0.1:{args.http_port}", "--run-dir", str(run_dir),
            "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "2", *extra]
@@ -227,14 +235,30 @@ def run_tritonload(cell: Cell, args: argparse.Namespace, server: psutil.Process,
                           model=cell.model)
 
 
-def shared_memory_args(args: argparse.Namespace) -> list[str]:
-    """``--shared-memory`` and ``--output-shared-memory-size``: the same flags in both tools."""
-    if args.shared_memory == "none":
+def output_bytes(model: str) -> int:
+    """The largest output of a demo model at batch 1, in bytes: its output region's size."""
+    from tritonload.server import demo_fleet
+
+    spec = next(m for m in demo_fleet() if m.name == model)
+    return max(math.prod(t.dims) * np.dtype(DTYPE_BYTES[t.datatype]).itemsize
+               for t in spec.outputs)
+
+
+#: Triton datatypes of the demo models' outputs → numpy.
+DTYPE_BYTES = {"FP32": np.float32, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32}
+
+
+def shared_memory_args(cell: Cell, args: argparse.Namespace) -> list[str]:
+    """A shared cell's flags, the same in both tools: inputs and outputs in system memory.
+
+    perf_analyzer puts every output in a region of ``--output-shared-memory-size`` bytes
+    whenever ``--shared-memory`` is on (100 KB by default, too small for wide_ranker's 29 MB),
+    so both tools get the model's largest output size, unless the flag gives one.
+    """
+    if not cell.shared or cell.mode in STREAM_MODES:
         return []
-    extra = ["--shared-memory", args.shared_memory]
-    if args.output_shared_memory_size:
-        extra += ["--output-shared-memory-size", str(args.output_shared_memory_size)]
-    return extra
+    size = args.output_shared_memory_size or output_bytes(cell.model)
+    return ["--shared-memory", "system", "--output-shared-memory-size", str(size)]
 
 
 def measure_locust(label: str, cmd: list[str], run_dir: Path, log_path: Path,
@@ -289,13 +313,13 @@ def run_perf_analyzer(cell: Cell, args: argparse.Namespace, server: psutil.Proce
     if cell.mode in STREAM_MODES:
         extra = [*extra, "--input-data", str(prompt_files(args, workdir)[1])]
     port = args.http_port if protocol == "http" else args.http_port + 1
-    label = f"{cell.model}-{cell.concurrency}-{cell.mode}"
+    label = cell.label()
     out_csv = workdir / f"pa-{label}.csv"
     # Exactly 3 windows (a 100% stability band always passes): a bounded, predictable run
     # that covers our [warmup, warmup + window] sampling window.
     interval_ms = int(max(3.0, (args.warmup + args.window) / 3) * 1000)
     cmd = [str(PERF_ANALYZER), "-m", cell.model, "-u", f"127.0.0.1:{port}", "-i", protocol,
-           *shared_memory_args(args),
+           *shared_memory_args(cell, args),
            "--concurrency-range", str(cell.concurrency), "--measurement-interval",
            str(interval_ms), "--stability-percentage", "100", "--max-trials", "3",
            "-f", str(out_csv), *extra]
@@ -327,38 +351,99 @@ def _fmt(value: float, spec: str) -> str:
     return "-" if value != value else format(value, spec)  # NaN -> "-"
 
 
-def print_table(results: dict[str, dict[str, Measure]], title: str = "") -> bool:
-    """The final table (a row per cell); returns whether every cell met the target ratio."""
-    width = max([len(name) for name in results] + [4])
-    header = (f"{'cell':<{width}} {'TL rps':>7} {'PA rps':>7} {'ratio':>6} {'TL p95':>7} "
-              f"{'PA p95':>7} {'TL cpu':>7} {'PA cpu':>7} {'cpu ratio':>9} {'srv cpu':>11} "
+def _median(values: list[float]) -> float:
+    values = [v for v in values if v == v]
+    return statistics.median(values) if values else float("nan")
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if a and b and a == a and b == b else float("nan")
+
+
+@dataclass
+class Row:
+    """One cell over its repeats: medians, and the paired TL/PA ratios of each repeat."""
+
+    name: str
+    runs: list[dict[str, Measure]]
+
+    def values(self, tool: str, attribute: str) -> list[float]:
+        return [getattr(run.get(tool, Measure(tool)), attribute) for run in self.runs]
+
+    def median(self, tool: str, attribute: str) -> float:
+        return _median(self.values(tool, attribute))
+
+    def ratios(self, attribute: str) -> list[float]:
+        """TL/PA for each repeat: the two tools ran back to back, so each pair shares a load."""
+        pairs = zip(self.values("tritonload", attribute),
+                    self.values("perf_analyzer", attribute), strict=True)
+        return [_ratio(tl, pa) for tl, pa in pairs]
+
+    def spread(self, attribute: str) -> str:
+        """The median ratio, and its repeats' range when there are several: ``1.02 (0.97-1.05)``."""
+        ratios = [r for r in self.ratios(attribute) if r == r]
+        if not ratios:
+            return "-"
+        text = f"{statistics.median(ratios):.2f}"
+        return text + (f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else "")
+
+
+def print_table(results: dict[str, list[dict[str, Measure]]], title: str = "") -> bool:
+    """The final table (a row per cell); returns whether every cell met the target ratio.
+
+    With ``--repeat``, a cell's figures are medians over its repeats, and its ratios show the
+    range of the repeats' paired ratios: a range that spans 1.0 is a cell the machine's noise
+    cannot rank.
+    """
+    rows = [Row(name, runs) for name, runs in results.items()]
+    repeats = max((len(r.runs) for r in rows), default=1)
+    rw = 17 if repeats > 1 else 5
+    width = max([len(r.name) for r in rows] + [4])
+    header = (f"{'cell':<{width}} {'TL rps':>7} {'PA rps':>7} {'ratio':>{rw}} {'TL p95':>7} "
+              f"{'PA p95':>7} {'TL cpu':>7} {'PA cpu':>7} {'cpu ratio':>{rw}} {'srv cpu':>11} "
               f"{'other':>9}")
     print()
     print(f"{title + '. ' if title else ''}cell = model@concurrency mode. rps = server "
           "success/s over the window; p95 in ms;")
     print("cpu = client CPU µs per request; srv cpu = server CPU µs/request (TL/PA);")
     print("other = CPU cores busy with neither client nor server (TL/PA, noise).")
+    if repeats > 1:
+        print(f"Medians over {repeats} repeats; ratios: median (range of the repeats' "
+              "paired ratios).")
     print(header)
     print("-" * len(header))
-    all_ok = True
-    for mode, pair in results.items():
-        tl, pa = pair.get("tritonload", Measure("tritonload")), pair.get("perf_analyzer",
-                                                                         Measure("perf_analyzer"))
-        ratio = tl.rps / pa.rps if tl.rps and pa.rps else float("nan")
-        cpu_ratio = tl.cpu_us / pa.cpu_us if tl.cpu_us and pa.cpu_us else float("nan")
+    all_ok, goal_met, unranked = True, 0, []
+    for row in rows:
+        tl = {a: row.median("tritonload", a) for a in ("rps", "p95_ms", "cpu_us",
+                                                      "server_cpu_us", "other_cores")}
+        pa = {a: row.median("perf_analyzer", a) for a in tl}
+        ratios = [r for r in row.ratios("rps") if r == r]
+        ratio = _median(ratios)
+        cpu_ratio = _median(row.ratios("cpu_us"))
         all_ok &= ratio == ratio and ratio >= TARGET_RATIO
-        print(f"{mode:<{width}} {tl.rps:>7.0f} {pa.rps:>7.0f} {_fmt(ratio, '6.2f'):>6} "
-              f"{_fmt(tl.p95_ms, '7.2f'):>7} {_fmt(pa.p95_ms, '7.2f'):>7} "
-              f"{_fmt(tl.cpu_us, '7.0f'):>7} {_fmt(pa.cpu_us, '7.0f'):>7} "
-              f"{_fmt(cpu_ratio, '9.2f'):>9} "
-              f"{_fmt(tl.server_cpu_us, '.0f'):>5}/{_fmt(pa.server_cpu_us, '.0f'):<5} "
-              f"{_fmt(tl.other_cores, '.2f'):>4}/{_fmt(pa.other_cores, '.2f'):<4}")
-    for mode, pair in results.items():
-        for m in pair.values():
-            extra = f"; {m.note}" if m.note else ""
-            print(f"  {mode} {m.tool}: own count {_fmt(m.own_rps, '.0f')} rps, "
-                  f"window {m.window_s:.1f}s, errors {m.errors}{extra}")
+        goal_met += ratio >= 1.0 and cpu_ratio <= 1.0
+        if len(ratios) > 1 and min(ratios) < 1.0 <= max(ratios):
+            unranked.append(row.name)
+        print(f"{row.name:<{width}} {tl['rps']:>7.0f} {pa['rps']:>7.0f} "
+              f"{row.spread('rps'):>{rw}} "
+              f"{_fmt(tl['p95_ms'], '7.2f'):>7} {_fmt(pa['p95_ms'], '7.2f'):>7} "
+              f"{_fmt(tl['cpu_us'], '7.0f'):>7} {_fmt(pa['cpu_us'], '7.0f'):>7} "
+              f"{row.spread('cpu_us'):>{rw}} "
+              f"{_fmt(tl['server_cpu_us'], '.0f'):>5}/{_fmt(pa['server_cpu_us'], '.0f'):<5} "
+              f"{_fmt(tl['other_cores'], '.2f'):>4}/{_fmt(pa['other_cores'], '.2f'):<4}")
+    for row in rows:
+        for index, run in enumerate(row.runs, 1):
+            for m in run.values():
+                extra = f"; {m.note}" if m.note else ""
+                rep = f" #{index}" if repeats > 1 else ""
+                print(f"  {row.name}{rep} {m.tool}: {m.rps:.0f} rps, own count "
+                      f"{_fmt(m.own_rps, '.0f')} rps, window {m.window_s:.1f}s, "
+                      f"errors {m.errors}{extra}")
     print(f"target ratio >= {TARGET_RATIO}: {'met' if all_ok else 'NOT met'} in every cell")
+    print(f"issue 16's goal (ratio >= 1.0 and cpu ratio <= 1.0): {goal_met} of {len(rows)} "
+          "cells")
+    if unranked:
+        print(f"repeats on both sides of 1.0x (noise): {', '.join(unranked)}")
     return all_ok
 
 
@@ -380,10 +465,15 @@ def main() -> int:
                         + ", ".join(f"{m}@{c}" for m, c in MATRIX))
     parser.add_argument("--concurrency", type=int, default=None,
                         help="with --model: its concurrency (default its matrix row's, or 16)")
-    parser.add_argument("--shared-memory", choices=("none", "system"), default="none",
-                        help="both tools with their tensors in system shared memory")
+    parser.add_argument("--shared-memory", choices=("none", "system", "both"), default="none",
+                        help="system: every cell with both tools' tensors in system shared "
+                        "memory; both: each cell on the wire and again in shared memory")
     parser.add_argument("--output-shared-memory-size", type=int, default=None, metavar="BYTES",
-                        help="with --shared-memory: outputs in shared memory too, in both tools")
+                        help="with --shared-memory: the output region's size in both tools "
+                        "(default each model's largest output)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the whole matrix this many times, interleaved; the table "
+                        "gives medians and the range of each cell's paired ratios")
     parser.add_argument("--isl", type=int, default=128,
                         help="grpc-stream: prompt words (default 128)")
     parser.add_argument("--osl", type=int, default=16,
@@ -399,12 +489,17 @@ def main() -> int:
         parser.error("--concurrency needs --model, and must be >= 1")
     rows = ([(args.model, args.concurrency or DEFAULT_CONCURRENCY.get(args.model, CONCURRENCY))]
             if args.model else list(MATRIX))
-    cells = [Cell(model, concurrency, mode) for model, concurrency in rows for mode in modes]
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+    placements = {"none": [False], "system": [True], "both": [False, True]}[args.shared_memory]
+    cells = [Cell(model, concurrency, mode, shared) for model, concurrency in rows
+             for mode in modes for shared in placements
+             if not (shared and mode in STREAM_MODES)]
 
     from tritonload.server import EmbeddedTriton, Ports, demo_fleet
 
     workdir = Path(tempfile.mkdtemp(prefix="tl-vs-pa-"))
-    results: dict[str, dict[str, Measure]] = {}
+    results: dict[str, list[dict[str, Measure]]] = {cell.name: [] for cell in cells}
     began = time.monotonic()
     server_cm = None
     try:
@@ -417,28 +512,32 @@ def main() -> int:
             server_cm.start()
             server = psutil.Process(server_cm.pid)
         print(f"server ready ({time.monotonic() - began:.0f}s); work dir {workdir}", flush=True)
-        for cell in cells:
-            results[cell.name] = {}
-            runners = [("tritonload", run_tritonload), ("perf_analyzer", run_perf_analyzer)]
-            if len(results) % 2 == 0:  # alternate the order, so slow drifts in the machine's
-                runners.reverse()      # load don't always favour the same tool
-            for tool, run in runners:
-                if args.only and tool != args.only:
-                    continue
-                m = run(cell, args, server, workdir)
-                results[cell.name][tool] = m
-                print(f"{cell.name:<28} {tool:<14} {m.rps:7.0f} rps  p95 "
-                      f"{_fmt(m.p95_ms, '.2f')} ms  "
-                      f"client {_fmt(m.cpu_us, '.0f')} µs/req  server "
-                      f"{_fmt(m.server_cpu_us, '.0f')} µs/req  other "
-                      f"{_fmt(m.other_cores, '.2f')} cores {m.note}", flush=True)
+        turn = 0
+        for repeat in range(1, args.repeat + 1):  # whole passes: a drift spreads over all cells
+            for cell in cells:
+                run_pair: dict[str, Measure] = {}
+                results[cell.name].append(run_pair)
+                runners = [("tritonload", run_tritonload), ("perf_analyzer", run_perf_analyzer)]
+                turn += 1
+                if turn % 2 == 0:  # alternate the order, so slow drifts in the machine's
+                    runners.reverse()  # load don't always favour the same tool
+                for tool, run in runners:
+                    if args.only and tool != args.only:
+                        continue
+                    m = run(cell, args, server, workdir)
+                    run_pair[tool] = m
+                    rep = f" #{repeat}" if args.repeat > 1 else ""
+                    print(f"{cell.name + rep:<32} {tool:<14} {m.rps:7.0f} rps  p95 "
+                          f"{_fmt(m.p95_ms, '.2f')} ms  "
+                          f"client {_fmt(m.cpu_us, '.0f')} µs/req  server "
+                          f"{_fmt(m.server_cpu_us, '.0f')} µs/req  other "
+                          f"{_fmt(m.other_cores, '.2f')} cores {m.note}", flush=True)
     finally:
         if server_cm is not None:
             server_cm.stop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    shared = " ".join(shared_memory_args(args))
-    ok = print_table(results, shared)
+    ok = print_table(results)
     print(f"total {time.monotonic() - began:.0f}s")
     return 0 if ok else 1
 
