@@ -27,9 +27,19 @@ client nor server (other people's processes): a noise indicator, in cores.
 
     python benchmarks/vs_perf_analyzer.py [--modes grpc-sync,http-sync,grpc-async]
         [--model M] [--concurrency C] [--window 10] [--warmup 3] [--only tritonload|perf_analyzer]
+        [--shared-memory none|system|both] [--repeat N]
 
-``--shared-memory system [--output-shared-memory-size BYTES]`` gives both tools the same
-shared-memory flags.
+Shared-memory cells (``… shm``) give both tools the same flags: ``--shared-memory system``
+and ``--output-shared-memory-size`` of the model's largest output (perf_analyzer always puts
+outputs in shared memory when it uses it, so tritonload does too). ``--shared-memory system``
+runs every cell so; ``both`` runs each cell on the wire and again in shared memory.
+
+``--repeat N`` runs the whole matrix N times, one pass after the other (a slow drift in the
+machine's load then spreads over every cell). The table gives each cell's medians, and its
+ratios as the median and range of the repeats' paired TL/PA ratios: on these 2 shared cores
+one run of a cell near 1.0x lands on either side of it (recommender http-sync read 1.04 in
+one session's run and 0.94 in the next), so a single run cannot rank such a cell, and a
+range that spans 1.0 says so.
 
 Generations: ``--model text_generator --modes grpc-stream`` streams from the decoupled demo
 model: C sync LLM users (`locustfiles/llm.py` ``LlmUser``, ``--prompts``) against
