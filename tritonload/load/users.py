@@ -9,6 +9,16 @@ environment (`tritonload.load.context`), so users never import the session.
 Sync mode runs one request at a time in the user's own greenlet. Async mode keeps
 ``max_in_flight`` requests in flight, each sender a greenlet of a per-user pool; both
 transports block only the calling greenlet (gevent sockets), so the sends are truly concurrent.
+
+In both closed loops a request's Locust event (Locust's statistics, tritonload's recorder)
+fires once every user woken by an answer has sent its next request (`Deferred`), not between
+an answer and the next send. All users share one thread, so when a batch's answers arrive
+together, each user's bookkeeping delayed every later user's next send: on
+``image_classifier`` at 8 sync gRPC users in shared memory (2 ms batching delay), the
+requests of one round spread past the delay, and the server ran batches of 4.1–5.3 on
+average (4 runs, perf_analyzer 6.5); deferred, 5.0–6.5, with 17% more requests served
+(median of 4 alternated runs each; with no bookkeeping at all, 6.2–7.6). The timings are
+taken before the event fires, so deferring it changes no number.
 """
 
 from __future__ import annotations
@@ -36,6 +46,50 @@ MAX_BACKOFF_S = 5.0
 
 class RequestFailed(Exception):
     """What Locust sees for a failed request: ``kind: message``, grouped by kind."""
+
+
+class Deferred:
+    """A closed loop's request events, fired once every user ready to send has sent.
+
+    An answer's event is queued here, and fires from a callback of gevent's loop
+    (``loop.run_callback``): callbacks run after the loop has woken every greenlet whose
+    answer arrived, so each of them sends its next request before any event's listeners
+    run. Listeners then run in the loop's callback, not in a greenlet, so they must not
+    block (gevent raises BlockingSwitchOutError for a listener that waits on I/O). An
+    exception a listener raises there (Locust's StopUser, say) is kept, and raised from the
+    user's loop by `raise_kept`.
+    """
+
+    __slots__ = ("events", "fire", "kept", "scheduled")
+
+    def __init__(self, fire: Any) -> None:
+        self.fire = fire
+        self.events: list[dict[str, Any]] = []
+        self.kept: BaseException | None = None
+        self.scheduled = False
+
+    def add(self, event: dict[str, Any]) -> None:
+        """Queue one request's event; it fires at the loop's next callback round."""
+        self.events.append(event)
+        if not self.scheduled:
+            self.scheduled = True
+            gevent.get_hub().loop.run_callback(self)
+
+    def __call__(self) -> None:
+        """Fire the queued events (the loop's callback, or a loop ending)."""
+        self.scheduled = False
+        events, self.events = self.events, []
+        for event in events:
+            try:
+                self.fire(**event)
+            except Exception as exc:  # Locust's control exceptions: raised by the loop
+                self.kept = self.kept or exc
+
+    def raise_kept(self) -> None:
+        """Raise what a listener raised while the events fired, once."""
+        if self.kept is not None:
+            kept, self.kept = self.kept, None
+            raise kept
 
 
 class TritonUser(User):
@@ -122,9 +176,7 @@ class TritonUser(User):
         if self.settings.mode == "open":
             self.schedule.run_until(deadline)
         elif self.pool is None:
-            failures = 0
-            while time.monotonic() < deadline:
-                failures = self._back_off(failures, self.request())
+            self._closed_loop(lambda: time.monotonic() < deadline)
         else:
             while self.pool.free_count():  # async: max_in_flight senders, for the user's life
                 self.pool.spawn(self._send_forever)
@@ -136,9 +188,26 @@ class TritonUser(User):
         Long-lived senders rather than a greenlet per request: spawning one cost about 65 µs
         of client CPU per request.
         """
+        self._closed_loop(lambda: self.transport is not None)
+
+    def _closed_loop(self, going: Any) -> None:
+        """Requests back to back while ``going()``; their events fire through `Deferred`.
+
+        A failure's event fires before any back-off wait, and whatever is left when the loop
+        ends, or is killed, fires on the way out: no request goes unrecorded.
+        """
+        deferred = Deferred(self.fire)
         failures = 0
-        while self.transport is not None:
-            failures = self._back_off(failures, self.request())
+        try:
+            while going():
+                ok = self.request(deferred=deferred)
+                if not ok:
+                    deferred()
+                deferred.raise_kept()
+                failures = self._back_off(failures, ok)
+        finally:
+            deferred()
+        deferred.raise_kept()
 
     def _back_off(self, failures: int, ok: bool) -> int:
         """With ``--error-backoff``, wait after a failure; returns the failures in a row."""
@@ -148,12 +217,14 @@ class TritonUser(User):
         return failures + 1
 
     def request(self, intended_start_ns: int | None = None,
-                intended_perf_ns: int | None = None, prepared: Any = None) -> bool:
+                intended_perf_ns: int | None = None, prepared: Any = None,
+                deferred: Deferred | None = None) -> bool:
         """Send one request of the mix and fire Locust's request event with exact timings.
 
         In open loop, ``intended_*`` carry the scheduled send time, so the latency includes
         any time the request waited behind a slow server (no coordinated omission); a replay
-        names the very request (``prepared``). Returns whether it succeeded.
+        names the very request (``prepared``). With ``deferred`` (a closed loop), the event
+        waits there for the next request's send. Returns whether it succeeded.
         """
         if prepared is None:
             prepared = next(self.requests[self.settings.mix.draw(self.rng)])
@@ -185,9 +256,13 @@ class TritonUser(User):
             context.update(error_kind=kind, triton_status=status_of(exception),
                            triton_message=message_of(exception))
             exception = RequestFailed(f"{kind}: {context['triton_message'][:200]}")
-        self.fire(request_type=self.protocol, name=prepared.model,
-                  response_time=(ended - origin) / 1e6, response_length=received,
-                  exception=exception, context=context)
+        event = {"request_type": self.protocol, "name": prepared.model,
+                 "response_time": (ended - origin) / 1e6, "response_length": received,
+                 "exception": exception, "context": context}
+        if deferred is None:
+            self.fire(**event)
+        else:
+            deferred.add(event)
         return exception is None
 
 
