@@ -154,8 +154,8 @@ def test_a_generative_model_is_searched_under_its_token_objectives(tmp_path, tar
     out = tmp_path / "cap"
     proc = _tritonload("capacity", "--url", target.as_url(), "--models", "text_generator",
                        "--slo-ttft-ms", "150", "--slo-itl-ms", "30", "--isl", "20",
-                       "--osl", "8", "--start-rps", "5", "--probe-window", "2",
-                       "--probe-warmup", "0.5", "--precision", "0.25", "--budget", "55s",
+                       "--osl", "8", "--start-rps", "5", "--probe-window", "1.5",
+                       "--probe-warmup", "0.5", "--precision", "0.25", "--budget", "35s",
                        "-o", str(out), timeout=300)
     assert proc.returncode == 0, _output(proc)
     for metric, name, column in (("ttft", "TTFT P95", "ttft"), ("itl", "ITL P95", "itl")):
@@ -229,7 +229,7 @@ def test_bench_capacity_recommendation_and_check(tmp_path):
     out = tmp_path / "bench"
     proc = _tritonload(
         "bench", "--mix", "recommender:1", "--no-cells", "--probe-window", "1",
-        "--probe-warmup", "0.5", "--precision", "0.25", "--capacity-budget", "90s",
+        "--probe-warmup", "0.5", "--precision", "0.4", "--capacity-budget", "60s",
         "--target-rps", "3000", "-o", str(out), "--models", "recommender,recommender_nobatch",
         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
         timeout=420)
