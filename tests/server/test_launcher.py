@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
@@ -76,22 +77,34 @@ def _serve(*args: str) -> subprocess.Popen:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serve_command_stops_cleanly_on_signal(sig):
+    """The signal comes once `serve` says it is ready (a fixed sleep after the models' stubs
+    appeared raced the readiness check on a loaded machine), and the stop is prompt."""
     http, grpc, metrics = free_ports()
     proc = _serve("--http-port", str(http), "--grpc-port", str(grpc),
                   "--metrics-port", str(metrics))
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
     deadline = time.monotonic() + 90
-    server_pid = None
-    while time.monotonic() < deadline and server_pid is None:
-        kids = [p for p in psutil.Process(proc.pid).children() if p.name() == "tritonserver"]
-        if kids and len(kids[0].children()) == 2:  # two recommender instances loaded
-            server_pid = kids[0].pid
+    while time.monotonic() < deadline and not any("Ctrl-C to stop" in line for line in lines):
+        assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.2)
-    assert server_pid, "server did not come up"
-    pids = [server_pid, *_descendants(server_pid)]
-    time.sleep(1.0)
+    assert any("Ctrl-C to stop" in line for line in lines), "serve did not become ready"
+    (server,) = [p for p in psutil.Process(proc.pid).children() if p.name() == "tritonserver"]
+    pids = [server.pid, *_descendants(server.pid)]
+    assert len(pids) >= 3  # the server and the two recommender instances' stubs
     os.kill(proc.pid, sig)
-    out, err = proc.communicate(timeout=30)
+    sent = time.monotonic()
+    try:
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    reader.join(5)
+    err = proc.stderr.read()
+    assert time.monotonic() - sent < 30, err
     assert proc.returncode == 0, err
+    out = "".join(lines)
     assert "Triton ready" in out and "recommender" in out
     assert _gone(pids)
 
