@@ -68,10 +68,18 @@ def test_readiness_timeout_is_reported_and_cleans_up():
     assert not server.running()
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT as Python expects it. A suite started in the background by a
+    shell without job control (``make test &``) ignores SIGINT, the child inherits that, and
+    Python then never raises KeyboardInterrupt (the SIGINT case hung)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _serve(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "tritonload.cli", "serve", "--models", "recommender", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=_default_sigint,
     )
 
 
