@@ -247,15 +247,13 @@ def run_tritonload(cell: Cell, args: argparse.Namespace, server: psutil.Process,
 
 def output_bytes(model: str) -> int:
     """The largest output of a demo model at batch 1, in bytes: its output region's size."""
+    from tritonclient.utils import triton_to_np_dtype
+
     from tritonload.server import demo_fleet
 
     spec = next(m for m in demo_fleet() if m.name == model)
-    return max(math.prod(t.dims) * np.dtype(DTYPE_BYTES[t.datatype]).itemsize
+    return max(math.prod(t.dims) * np.dtype(triton_to_np_dtype(t.datatype)).itemsize
                for t in spec.outputs)
-
-
-#: Triton datatypes of the demo models' outputs → numpy.
-DTYPE_BYTES = {"FP32": np.float32, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32}
 
 
 def shared_memory_args(cell: Cell, args: argparse.Namespace) -> list[str]:
@@ -398,7 +396,7 @@ class Row:
         return text + (f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else "")
 
 
-def print_table(results: dict[str, list[dict[str, Measure]]], title: str = "") -> bool:
+def print_table(results: dict[str, list[dict[str, Measure]]]) -> bool:
     """The final table (a row per cell); returns whether every cell met the target ratio.
 
     With ``--repeat``, a cell's figures are medians over its repeats, and its ratios show the
@@ -413,8 +411,7 @@ def print_table(results: dict[str, list[dict[str, Measure]]], title: str = "") -
               f"{'PA p95':>7} {'TL cpu':>7} {'PA cpu':>7} {'cpu ratio':>{rw}} {'srv cpu':>11} "
               f"{'other':>9}")
     print()
-    print(f"{title + '. ' if title else ''}cell = model@concurrency mode. rps = server "
-          "success/s over the window; p95 in ms;")
+    print("cell = model@concurrency mode. rps = server success/s over the window; p95 in ms;")
     print("cpu = client CPU µs per request; srv cpu = server CPU µs/request (TL/PA);")
     print("other = CPU cores busy with neither client nor server (TL/PA, noise).")
     if repeats > 1:
