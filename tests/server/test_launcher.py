@@ -91,8 +91,12 @@ def test_serve_command_stops_cleanly_on_signal(sig):
     proc = _serve("--http-port", str(http), "--grpc-port", str(grpc),
                   "--metrics-port", str(metrics))
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
-                              daemon=True)
+
+    def read_stdout() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read_stdout, daemon=True)
     reader.start()
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not any("Ctrl-C to stop" in line for line in lines):

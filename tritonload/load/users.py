@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -190,7 +191,7 @@ class TritonUser(User):
         """
         self._closed_loop(lambda: self.transport is not None)
 
-    def _closed_loop(self, going: Any) -> None:
+    def _closed_loop(self, going: Callable[[], bool]) -> None:
         """Requests back to back while ``going()``; their events fire through `Deferred`.
 
         A failure's event fires before any back-off wait, and whatever is left when the loop
